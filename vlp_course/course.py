@@ -87,16 +87,15 @@ class NotebookEnv:
 
 
 def versions() -> dict[str, str]:
-    """Versions of Python and the main libraries, as strings."""
-    out = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__}
-    for mod in ("torchvision", "transformers", "sklearn", "matplotlib"):
-        try:
-            out[mod] = __import__(mod).__version__
-        except Exception:  # pragma: no cover - optional at import time
-            out[mod] = "not installed"
-    from vlp_course import __version__
+    """Versions of Python and the main libraries, as strings (read from package metadata, no imports)."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    out["vlp_course"] = __version__
+    out = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__}
+    for dist in ("torchvision", "transformers", "scikit-learn", "matplotlib", "vlp-course"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = "not installed"
     return out
 
 
