@@ -4,7 +4,8 @@
   feature map (what Faster R-CNN's bottom-up features are, and what ViLBERT, LXMERT, VisualBERT and
   VL-BERT consume).
 * **Grid** (pixel) features: every cell of a CNN feature map is a token (Pixel-BERT, grid features).
-* **Patch** features: the image cut into P x P patches, each flattened (ViT, ViLT).
+* **Patch** features: the image cut into P x P patches, each flattened (ViT, ViLT), and
+  :class:`PatchEmbedding`, the same followed by a linear projection.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from torchvision.ops import roi_align
 
 from vlp_course.boxes import validate_xyxy
 
-__all__ = ["roi_features", "grid_features", "patchify"]
+__all__ = ["roi_features", "grid_features", "patchify", "PatchEmbedding"]
 
 
 def _check_map(feature_map: Tensor, name: str = "feature_map") -> None:
@@ -119,3 +120,38 @@ def patchify(images: Tensor, patch_size: int) -> Tensor:
     x = images.reshape(b, c, h // p, p, w // p, p)  # (B, C, H/P, P, W/P, P)
     x = x.permute(0, 2, 4, 1, 3, 5)  # (B, H/P, W/P, C, P, P)
     return x.reshape(b, (h // p) * (w // p), c * p * p)  # (B, N, C*P*P)
+
+
+class PatchEmbedding(torch.nn.Module):
+    """ViT's patch embedding: (B, C, H, W) -> (B, N, D) with N = (H/P)(W/P) (Dosovitskiy et al. 2021,
+    "An image is worth 16x16 words", Sec. 3.1, Eq. 1 and the "hybrid" note).
+
+    A Conv2d with kernel = stride = P; it equals :func:`patchify` followed by a Linear layer whose
+    weight is the convolution kernel flattened channel-first (:meth:`as_linear`).
+
+    Raises:
+        ValueError: if the input is not (B, in_channels, H, W) with H and W multiples of P.
+    """
+
+    def __init__(self, in_channels: int = 3, patch_size: int = 16, dim: int = 768):
+        super().__init__()
+        self.in_channels, self.patch_size, self.dim = in_channels, patch_size, dim
+        self.proj = torch.nn.Conv2d(in_channels, dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, images: Tensor) -> Tensor:
+        _check_map(images, "images")
+        b, c, h, w = images.shape
+        p = self.patch_size
+        if c != self.in_channels or h % p or w % p:
+            raise ValueError(
+                f"images must be (B, {self.in_channels}, H, W) with H, W multiples of {p}, got {tuple(images.shape)}"
+            )
+        return self.proj(images).flatten(2).transpose(1, 2)  # (B, D, H/P, W/P) -> (B, N, D)
+
+    def as_linear(self) -> torch.nn.Linear:
+        """The equivalent Linear(C*P*P, D) acting on :func:`patchify`'s output."""
+        lin = torch.nn.Linear(self.in_channels * self.patch_size**2, self.dim)
+        with torch.no_grad():
+            lin.weight.copy_(self.proj.weight.reshape(self.dim, -1))  # (D, C, P, P) -> (D, C*P*P)
+            lin.bias.copy_(self.proj.bias)
+        return lin
