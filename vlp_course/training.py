@@ -5,10 +5,26 @@ batch)`` returns a dict of scalar tensors with at least ``"loss"``; every entry 
 :class:`History`, which the notebooks plot. Features: seeding, the device from the setup cell, a tqdm
 progress bar, gradient clipping, linear warm-up, optional evaluation every ``eval_every`` steps with
 best-weights tracking, and a clean stop on Ctrl-C / Jupyter's interrupt that keeps the best weights.
+
+Also:
+
+* **Mixed precision on CUDA only**: ``config.precision`` ``"auto"`` (bf16 where the GPU supports it,
+  else fp16), ``"bf16"``, ``"fp16"`` (with a gradient scaler) or ``"fp32"``; on a CPU or MPS device
+  training stays in fp32 whatever the setting.
+* **Checkpoints**: with ``config.checkpoint_path`` the best weights (or, without evaluation, the last
+  ones) are saved as safetensors, atomically (:mod:`vlp_course.checkpoints`), also on an interrupt.
+* **Several processes** (``torchrun --nproc_per_node N script.py``): when ``torch.distributed`` is
+  initialised, the model is wrapped in ``DistributedDataParallel``; give each rank different data
+  (:func:`distributed_loader` builds a ``DataLoader`` with a ``DistributedSampler``, whose epoch
+  :func:`train` advances); only rank 0 shows progress and saves; the logged values are averaged
+  over ranks. ``step_fn`` receives the wrapped model: call it (``model(...)``) so DDP averages the
+  gradients; attribute access is passed through to the inner module, and a step that never calls
+  the wrapper has its gradients averaged explicitly instead.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
@@ -18,7 +34,7 @@ from torch import nn
 
 from vlp_course.course import seed_everything
 
-__all__ = ["TrainConfig", "History", "train", "move_to"]
+__all__ = ["TrainConfig", "History", "train", "move_to", "distributed_loader", "rank_and_world", "is_main_process"]
 
 
 @dataclass
@@ -35,6 +51,13 @@ class TrainConfig:
         maximize: whether a larger value of ``eval_metric`` is better.
         seed: seeds Python, NumPy and PyTorch before training.
         progress: show a tqdm progress bar.
+        precision: ``"auto"``, ``"bf16"``, ``"fp16"`` or ``"fp32"``; mixed precision (``torch.autocast``,
+            plus a GradScaler for fp16) is used only on CUDA devices.
+        checkpoint_path: save the best (or final) weights there as safetensors; ``None``: no file.
+        save_optimizer: also store the optimizer state in the checkpoint.
+        restore_best: at the normal end of training, load the best evaluated weights (an interrupt
+            always restores them).
+        find_unused_parameters: passed to DistributedDataParallel (for models with heads a step may skip).
     """
 
     steps: int = 100
@@ -50,6 +73,11 @@ class TrainConfig:
     maximize: bool = True
     seed: int = 0
     progress: bool = True
+    precision: str = "auto"
+    checkpoint_path: str | None = None
+    save_optimizer: bool = False
+    restore_best: bool = False
+    find_unused_parameters: bool = False
 
     def __post_init__(self) -> None:
         if int(self.steps) < 0:
@@ -60,6 +88,10 @@ class TrainConfig:
             raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
         if self.decay not in ("none", "linear", "cosine"):
             raise ValueError(f"decay must be 'none', 'linear' or 'cosine', got {self.decay!r}")
+        if self.precision not in ("auto", "bf16", "fp16", "fp32"):
+            raise ValueError(f"precision must be 'auto', 'bf16', 'fp16' or 'fp32', got {self.precision!r}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"grad_clip must be positive or None, got {self.grad_clip}")
 
 
 @dataclass
@@ -73,6 +105,9 @@ class History:
     best_step: int | None = None
     best_value: float | None = None
     interrupted: bool = False
+    precision: str = "fp32"
+    world_size: int = 1
+    checkpoint: str | None = None
 
     def log(self, step: int, values: dict[str, float]) -> None:
         self.steps.append(step)
@@ -133,19 +168,94 @@ def _lr_factor(step: int, cfg: TrainConfig) -> float:
     return 1.0 - t if cfg.decay == "linear" else 0.5 * (1 + math.cos(math.pi * t))
 
 
+def rank_and_world() -> tuple[int, int]:
+    """(rank, world size) of this process: (0, 1) unless ``torch.distributed`` is initialised."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def is_main_process() -> bool:
+    """True on rank 0 (and in a single process): the one that prints and saves."""
+    return rank_and_world()[0] == 0
+
+
+def distributed_loader(
+    dataset: torch.utils.data.Dataset,
+    batch_size: int,
+    *,
+    shuffle: bool = True,
+    seed: int = 0,
+    drop_last: bool = True,
+    collate_fn: Callable | None = None,
+    num_workers: int = 0,
+) -> torch.utils.data.DataLoader:
+    """A ``DataLoader`` that gives each rank its own shard (``DistributedSampler``) when
+    ``torch.distributed`` is initialised, and is an ordinary seeded loader otherwise.
+
+    ``batch_size`` is per process. :func:`train` calls the sampler's ``set_epoch`` at every pass, so
+    each epoch is shuffled differently and identically on all ranks.
+
+    Raises:
+        ValueError: if ``batch_size`` < 1.
+    """
+    from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, SequentialSampler
+
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    rank, world = rank_and_world()
+    if world > 1:
+        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last)
+    elif shuffle:
+        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
+    else:
+        sampler = SequentialSampler(dataset)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last,
+                      collate_fn=collate_fn, num_workers=num_workers)
+
+
 def _batches_forever(batches) -> Iterator[Any]:
     if callable(batches):
         step = 0
         while True:
             yield batches(step)
             step += 1
+    sampler = getattr(batches, "sampler", None)
+    epoch = 0
     while True:
+        if hasattr(sampler, "set_epoch"):  # DistributedSampler: a new shuffle each pass, equal on all ranks
+            sampler.set_epoch(epoch)
         empty = True
         for b in batches:
             empty = False
             yield b
         if empty:
             raise ValueError("the batch iterable is empty")
+        epoch += 1
+
+
+def _amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype: only on CUDA, None means fp32."""
+    if device.type != "cuda" or cfg.precision == "fp32":
+        return None
+    if cfg.precision == "fp16":
+        return torch.float16
+    if cfg.precision == "bf16" or torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float16
+
+
+class _DDP(nn.parallel.DistributedDataParallel):
+    """DistributedDataParallel that passes unknown attributes through to the wrapped module, so a
+    ``step_fn`` written for a plain model (``model.config``, ``model.heads``) runs unchanged."""
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.module, name)
 
 
 def train(
@@ -163,31 +273,66 @@ def train(
     Args:
         model: the module; it is moved to ``device`` and left in eval mode at the end.
         batches: an iterable of batches (re-iterated when exhausted, e.g. a DataLoader) or a
-            function ``step -> batch``.
-        step_fn: ``step_fn(model, batch) -> {"loss": tensor, ...}``; the batch arrives on ``device``.
+            function ``step -> batch``. Under ``torchrun`` each rank must get its own data
+            (:func:`distributed_loader`, or a function that uses :func:`rank_and_world`).
+        step_fn: ``step_fn(model, batch) -> {"loss": tensor, ...}``; the batch arrives on ``device``;
+            it runs under ``torch.autocast`` when mixed precision is on.
         config: a :class:`TrainConfig`.
         device: where to train; defaults to the model's device.
-        eval_fn: ``eval_fn(model) -> {metric: value}``, run in ``torch.no_grad`` and eval mode.
+        eval_fn: ``eval_fn(model) -> {metric: value}``, run in ``torch.no_grad`` and eval mode on the
+            unwrapped model (on every rank; rank 0's result decides what is saved).
         parameters: what to optimise (default: every parameter with ``requires_grad``).
+
+    Returns:
+        The :class:`History` (per-step values averaged over ranks under DDP).
 
     Raises:
         ValueError: if ``step_fn`` does not return a dict with a scalar ``"loss"``.
     """
+    import torch.distributed as dist
+
+    from vlp_course.checkpoints import save_checkpoint
+
     cfg = config or TrainConfig()
     seed_everything(cfg.seed)
     if device is None:
         p = next(model.parameters(), None)
         device = p.device if p is not None else torch.device("cpu")
+    device = torch.device(device)
     model.to(device)
+    rank, world = rank_and_world()
+    main = rank == 0
     params = [p for p in (parameters if parameters is not None else model.parameters()) if p.requires_grad]
     if cfg.optimizer == "adamw":
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     else:
         opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg))
-    hist = History()
+    amp_dtype = _amp_dtype(cfg, device)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype is torch.float16)
+    hist = History(precision={None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp_dtype], world_size=world)
+
+    runner: nn.Module = model
+    called = [False]  # did step_fn go through the DDP wrapper's forward this step?
+    if world > 1:
+        ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
+        runner = _DDP(model, device_ids=ids, find_unused_parameters=cfg.find_unused_parameters)
+
+        def _mark(*_):
+            called[0] = True
+
+        runner.register_forward_pre_hook(_mark)
+
     best_state: dict[str, torch.Tensor] | None = None
     metric = cfg.eval_metric
+
+    def save(step: int, reason: str) -> None:
+        if cfg.checkpoint_path is None or not main:
+            return
+        meta = {"step": step, "reason": reason, "metric": metric, "best_value": hist.best_value,
+                "best_step": hist.best_step, "world_size": world}
+        save_checkpoint(model, cfg.checkpoint_path, meta, optimizer=opt if cfg.save_optimizer else None)
+        hist.checkpoint = str(cfg.checkpoint_path)
 
     def evaluate(step: int) -> None:
         nonlocal best_state, metric
@@ -204,28 +349,44 @@ def train(
         if better:
             hist.best_value, hist.best_step = val, step
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            save(step, "best")
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=cfg.steps, disable=not cfg.progress, leave=False, desc="train")
+    bar = tqdm(total=cfg.steps, disable=not (cfg.progress and main), leave=False, desc="train")
     model.train()
     it = _batches_forever(batches)
+    autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if amp_dtype is not None else contextlib.nullcontext
     try:
         for step in range(cfg.steps):
             batch = move_to(next(it), device)
-            out = step_fn(model, batch)
+            called[0] = False
+            with autocast():
+                out = step_fn(runner, batch)
             if not isinstance(out, dict) or "loss" not in out:
                 raise ValueError("step_fn must return a dict with a 'loss' entry")
             loss = out["loss"]
             if loss.ndim != 0:
                 raise ValueError(f"the loss must be a scalar, got shape {tuple(loss.shape)}")
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            scaler.scale(loss).backward()
+            if world > 1 and not called[0]:  # the wrapper was bypassed: average the gradients ourselves
+                for p in params:
+                    if p.grad is not None:
+                        dist.all_reduce(p.grad)
+                        p.grad /= world
             if cfg.grad_clip is not None:
+                scaler.unscale_(opt)
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            opt.step()
+            scaler.step(opt)
+            scaler.update()
             sched.step()
-            hist.log(step, {k: float(v.detach()) for k, v in out.items()})
+            values = torch.stack([torch.as_tensor(v.detach() if isinstance(v, torch.Tensor) else v, dtype=torch.float32,
+                                                  device=device).reshape(()) for v in out.values()])
+            if world > 1:
+                dist.all_reduce(values)
+                values /= world
+            hist.log(step, dict(zip(out.keys(), values.tolist())))
             bar.update(1)
             if step % 10 == 0:
                 bar.set_postfix(loss=f"{hist.train['loss'][-1]:.3f}")
@@ -235,10 +396,13 @@ def train(
             evaluate(cfg.steps)
     except KeyboardInterrupt:
         hist.interrupted = True
-        print(f"interrupted at step {len(hist.steps)}; keeping the best weights seen so far")
+        if main:
+            print(f"interrupted at step {len(hist.steps)}; keeping the best weights seen so far")
     finally:
         bar.close()
-    if best_state is not None and hist.interrupted:
+    if best_state is not None and (hist.interrupted or cfg.restore_best):
         model.load_state_dict(best_state)
+    if best_state is None:  # otherwise the best weights were saved when they were evaluated
+        save(len(hist.steps), "interrupted" if hist.interrupted else "final")
     model.eval()
     return hist

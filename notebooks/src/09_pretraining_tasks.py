@@ -1,0 +1,463 @@
+# %% [markdown]
+# # 9 · Pretraining tasks: what is hidden, what is predicted, and with which loss
+#
+# ViLBERT, LXMERT, VisualBERT and VL-BERT learn from image–caption pairs without labels. Each
+# *pretraining task* hides part of the input and asks the model to recover it:
+#
+# | task | hidden | target | loss | used by |
+# |---|---|---|---|---|
+# | masked language modelling (MLM) | 15 % of the word pieces (80 % `[MASK]`, 10 % random, 10 % kept) | the original word | cross-entropy | all four |
+# | masked region classification | 15 % of the regions (zeroed / replaced / kept) | the detector's class distribution | KL (ViLBERT), soft cross-entropy (VL-BERT), CE on the top label (LXMERT) | ViLBERT, LXMERT, VL-BERT |
+# | masked feature regression | same regions | the region's original feature | smooth-L1 (LXMERT) or L2 | LXMERT |
+# | image–text matching (ITM) | the caption is swapped for another image's with p = 0.5 | `is_matched` | 2-way cross-entropy | ViLBERT, LXMERT, VisualBERT |
+#
+# This notebook builds each task with the course package (`vlp_course.pretraining`), looks at what
+# it masks, computes each loss, and trains a tiny single-stream model on all of them at once to
+# measure which losses fall within a short CPU run (and which one needs far longer). Then you implement LXMERT's 80/10/10 region masking and the
+# matching sampler yourself.
+
+# %%
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from torch import nn
+
+from vlp_course.data import COLORS, SHAPES, SIZES, load_vl_scenes
+from vlp_course.models.blocks import Encoder, Pooler, TextEmbeddings, TransformerConfig, init_bert_weights
+from vlp_course.pretraining import IGNORE_INDEX, mask_tokens
+from vlp_course.pretraining import losses as L
+from vlp_course.pretraining.matching import drop_mismatched_labels, sample_matching, to_vilbert_is_next
+from vlp_course.pretraining.regions import KEEP, REPLACE, SCHEMES, ZERO, mask_pixels, mask_regions
+from vlp_course.text.vocab import CLS, MASK, PAD, SEP, Vocabulary, tokenize
+from vlp_course.training import TrainConfig, train
+
+# %% [markdown]
+# All sizes live in one place. The defaults run in well under a minute on a 2-core CPU; on a GPU,
+# raise `steps` and `hidden` and watch the curves go further.
+
+# %%
+CFG = dict(
+    n_images=600,        # synthetic scenes (1-4 objects each)
+    seed=0,
+    max_len=20,          # caption tokens incl. [CLS] and [SEP]
+    feat_noise=0.15,     # noise on the stand-in detector's region features
+    mask_prob=0.15,      # region and token selection probability (all originals: 0.15)
+    hidden=64, heads=4, layers=2, ffn=128,
+    batch=64, steps=220, lr=3e-3, warmup=20,
+    stat_repeats=20,     # passes over the data when measuring masking rates
+)
+
+# %% [markdown]
+# ## The data: captions and region features
+#
+# The scenes come from `vlp_course.data`. A real pipeline would run the bottom-up Faster R-CNN (here:
+# the course's `SceneDetector`) over every image to get, per region, a feature vector, a box and a
+# class distribution. Training that CNN takes minutes on a CPU, so this notebook uses an *oracle*
+# stand-in built from the scene annotations: the feature of a region is its one-hot shape, colour
+# and size plus Gaussian noise, and its "detector distribution" is a softmax of noisy class scores.
+# The masking and the losses do not care where the numbers come from. Position 0 is a global
+# whole-image token (mean of the regions, box = the whole image), as in ViLBERT and VL-BERT.
+
+# %%
+ds = load_vl_scenes(CFG["n_images"], seed=CFG["seed"])
+gen = torch.Generator().manual_seed(CFG["seed"])
+N_MAX = 1 + max(len(sc.labels()) for sc in ds.scenes)  # global token + regions
+FEAT = len(SHAPES) + len(COLORS) + len(SIZES)
+
+
+def region_inputs(scenes, noise: float, g: torch.Generator):
+    """Stand-in detector output: features (I, N, FEAT), normalized boxes (I, N, 4), class probs
+    (I, N, |SHAPES|), top labels (I, N), region mask (I, N) — position 0 is the global token."""
+    I = len(scenes)
+    feats, boxes = torch.zeros(I, N_MAX, FEAT), torch.zeros(I, N_MAX, 4)
+    probs, labels = torch.zeros(I, N_MAX, len(SHAPES)), torch.full((I, N_MAX), IGNORE_INDEX)
+    rmask = torch.zeros(I, N_MAX, dtype=torch.long)
+    for i, sc in enumerate(scenes):
+        n = len(sc.labels())
+        sh, co, si = (torch.as_tensor(a, dtype=torch.long) for a in (sc.labels(), sc.color_labels(), sc.size_labels()))
+        one_hot = torch.cat([nn.functional.one_hot(sh, len(SHAPES)), nn.functional.one_hot(co, len(COLORS)),
+                             nn.functional.one_hot(si, len(SIZES))], 1).float()
+        feats[i, 1:n + 1] = one_hot + noise * torch.randn(n, FEAT, generator=g)
+        feats[i, 0] = feats[i, 1:n + 1].mean(0)
+        boxes[i, 1:n + 1] = torch.as_tensor(sc.boxes(), dtype=torch.float32) / torch.tensor([sc.width, sc.height] * 2)
+        boxes[i, 0] = torch.tensor([0.0, 0.0, 1.0, 1.0])
+        scores = 4.0 * nn.functional.one_hot(sh, len(SHAPES)).float() + torch.randn(n, len(SHAPES), generator=g)
+        probs[i, 1:n + 1] = scores.softmax(-1)
+        labels[i, 1:n + 1] = probs[i, 1:n + 1].argmax(-1)
+        rmask[i, : n + 1] = 1
+    return feats, boxes, probs, labels, rmask
+
+
+feats, boxes, det_probs, det_labels, region_mask = region_inputs(ds.scenes, CFG["feat_noise"], gen)
+
+captions = [ds.captions[i] for i in range(len(ds))]
+vocab = Vocabulary.build([tokenize(c) for caps in captions for c in caps], specials=(PAD, "[UNK]", CLS, SEP, MASK))
+PAD_ID, CLS_ID, SEP_ID, MASK_ID = (vocab.id_of(t) for t in (PAD, CLS, SEP, MASK))
+
+
+def encode(text: str) -> list[int]:
+    ids = [CLS_ID] + vocab.encode(tokenize(text))[: CFG["max_len"] - 2] + [SEP_ID]
+    return ids + [PAD_ID] * (CFG["max_len"] - len(ids))
+
+
+caption_ids = torch.tensor([[encode(c) for c in caps] for caps in captions])  # (I, 5, T)
+print(f"{len(ds)} scenes, {caption_ids.shape[1]} captions each, vocabulary {len(vocab)} words, "
+      f"{int(region_mask[:, 1:].sum())} regions, feature width {FEAT}")
+print("scene 0:", captions[0][0])
+
+# %% [markdown]
+# ## Masked language modelling
+#
+# `mask_tokens` (from `vlp_course.pretraining`, BERT's recipe) selects 15 % of the real tokens and
+# never `[CLS]`, `[SEP]` or padding. The labels hold the original id at selected positions and
+# `-100` (ignored by the loss) elsewhere.
+
+# %%
+ids = caption_ids[:4, 0]
+masked_ids, mlm_labels = mask_tokens(ids, len(vocab), MASK_ID, special_token_ids=[PAD_ID, CLS_ID, SEP_ID],
+                                     mlm_probability=0.3, generator=torch.Generator().manual_seed(1))
+for row in range(4):
+    toks = vocab.decode(masked_ids[row].tolist())
+    shown = [f"{t}→{vocab.decode([int(l)])[0]}" if l != IGNORE_INDEX else t
+             for t, l in zip(toks, mlm_labels[row].tolist()) if t != PAD]
+    print(" ".join(shown))
+
+# %% [markdown]
+# ## Masked regions: one scheme per original
+#
+# The three originals select 15 % of the real regions and then differ in what they do with them:
+
+# %%
+for name, s in SCHEMES.items():
+    print(f"{name:8s} zeroed {s.zero:.0%}  replaced by another image's region {s.replace:.0%}  kept {s.keep:.0%}   ({s.source})")
+
+# %% [markdown]
+# Measured over the whole dataset (many passes), the rates match the schemes, and the global token
+# and padded slots are never touched:
+
+# %%
+stats = {}
+for name in SCHEMES:
+    g = torch.Generator().manual_seed(2)
+    sel = acts = 0
+    counts = torch.zeros(4)
+    n_eligible = int(region_mask[:, 1:].sum()) * CFG["stat_repeats"]
+    for _ in range(CFG["stat_repeats"]):
+        out = mask_regions(feats, scheme=name, prob=CFG["mask_prob"], region_mask=region_mask, num_global=1, generator=g)
+        assert not out.selected[:, 0].any() and not out.selected[region_mask == 0].any()
+        counts += torch.bincount(out.actions.flatten(), minlength=4).float()
+    n_sel = counts[1:].sum().item()
+    stats[name] = dict(rate=n_sel / n_eligible, zero=counts[ZERO].item() / n_sel,
+                       replace=counts[REPLACE].item() / n_sel, keep=counts[KEEP].item() / n_sel)
+    print(f"{name:8s} selected {stats[name]['rate']:.3f} of {n_eligible} regions; "
+          f"zeroed {stats[name]['zero']:.3f}, replaced {stats[name]['replace']:.3f}, kept {stats[name]['keep']:.3f}")
+    tol = 5 * math.sqrt(0.15 * 0.85 / n_eligible)
+    assert abs(stats[name]["rate"] - CFG["mask_prob"]) < tol, stats[name]
+    assert abs(stats[name]["zero"] - SCHEMES[name].zero) < 5 * math.sqrt(0.25 / n_sel)
+
+# %% [markdown]
+# ### Explorer
+#
+# Pick a scheme, a masking probability and a seed: the panel shows, for a few scenes, which regions
+# are zeroed (Z), replaced (R) or kept-but-predicted (K), and which caption tokens are masked. In a
+# viewer that cannot run widgets (a static page, CI), the same table is printed for the defaults.
+
+# %%
+ACTION_NAMES = {0: ".", ZERO: "Z", REPLACE: "R", KEEP: "K"}
+
+
+def show_masking(scheme: str = "lxmert", prob: float = 0.15, seed: int = 0, n: int = 4) -> None:
+    g = torch.Generator().manual_seed(seed)
+    out = mask_regions(feats[:n], scheme=scheme, prob=prob, region_mask=region_mask[:n], num_global=1,
+                       targets=det_labels[:n], generator=g)
+    mids, labels = mask_tokens(caption_ids[:n, 0], len(vocab), MASK_ID, special_token_ids=[PAD_ID, CLS_ID, SEP_ID],
+                               mlm_probability=prob, generator=g)
+    for i in range(n):
+        regs = []
+        for j in range(1, int(region_mask[i].sum())):
+            sh = SHAPES[int(det_labels[i, j])]
+            regs.append(f"{sh}[{ACTION_NAMES[int(out.actions[i, j])]}]")
+        text = " ".join(t if l == IGNORE_INDEX else f"<{t}>" for t, l in
+                        zip(vocab.decode(mids[i].tolist()), labels[i].tolist()) if t != PAD)
+        print(f"scene {i}: regions {', '.join(regs)}\n          text    {text}")
+    print(f"scheme {scheme}, p = {prob}: {int(out.selected.sum())} regions and {int((labels != IGNORE_INDEX).sum())} tokens to predict")
+
+
+show_masking()  # the plain-output version, always printed
+try:
+    import ipywidgets as widgets
+
+    widgets.interact(show_masking, scheme=widgets.Dropdown(options=list(SCHEMES), value="lxmert"),
+                     prob=widgets.FloatSlider(value=0.15, min=0.0, max=1.0, step=0.05),
+                     seed=widgets.IntSlider(value=0, min=0, max=20), n=widgets.fixed(4))
+except ImportError:
+    print("(ipywidgets is not installed: the explorer is the printed table above; call show_masking(...) yourself)")
+
+# %% [markdown]
+# ### VL-BERT masks pixels, not features
+#
+# VL-BERT's end-to-end model zeroes the selected RoI's *pixels* before the detector runs, so neither
+# the region's own feature nor the whole-image feature (pooled from the same image) can leak what was
+# hidden. `mask_pixels` does that given pixel boxes:
+
+# %%
+img = torch.as_tensor(ds.scenes.images[:1]).permute(0, 3, 1, 2).float() / 255  # (1, 3, H, W)
+pix_boxes = torch.as_tensor(ds.scenes[0].boxes(), dtype=torch.float32)[None]  # (1, n, 4) pixel xyxy
+hide = torch.zeros(pix_boxes.shape[:2], dtype=torch.bool)
+hide[0, 0] = True
+masked_img = mask_pixels(img, pix_boxes, hide)
+fig, axes = plt.subplots(1, 2, figsize=(5, 2.6))
+for ax, im, title in zip(axes, (img, masked_img), ("input", "region 0 masked (VL-BERT)")):
+    ax.imshow(im[0].permute(1, 2, 0).numpy())
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+plt.show()
+x1, y1, x2, y2 = (int(v) for v in pix_boxes[0, 0])
+assert masked_img[0, :, y1:y2, x1:x2].abs().max() == 0 and torch.equal(masked_img[0, :, :, :x1], img[0, :, :, :x1])
+
+# %% [markdown]
+# ## Image–text matching
+#
+# With probability 0.5 an image's caption is swapped for another image's caption. The course's API
+# always speaks of `is_matched` (1 = the caption belongs to the image). ViLBERT's original code uses
+# the opposite polarity (`is_next` = 1 for a *random* caption), so a ViLBERT checkpoint converts at
+# its boundary.
+
+# %%
+m = sample_matching(6, generator=torch.Generator().manual_seed(0))
+for i in range(6):
+    j = int(m.caption_index[i])
+    print(f"image {i} + caption of image {j}: is_matched = {int(m.is_matched[i])}  | '{captions[j][0][:60]}'")
+print("ViLBERT's labels for the same pairs:", to_vilbert_is_next(m.is_matched).tolist())
+assert torch.equal(m.is_matched, (m.caption_index == torch.arange(6)).long())
+
+# %% [markdown]
+# Whether the masked-token loss of a *mismatched* pair counts differs between the originals: LXMERT
+# counts it, ViLBERT's pretraining (`--objective 1`) does not. `drop_mismatched_labels` applies the
+# ViLBERT choice; this notebook follows LXMERT.
+
+# %% [markdown]
+# ## The losses on a tiny example
+#
+# Each loss in `vlp_course.pretraining.losses` is checked against hand-computed values in the unit
+# tests. One case deserves a look: ViLBERT's region KL divides by the number of masked regions, and
+# the original code divides by zero (NaN) when a batch has none. Ours returns 0 with finite gradients:
+
+# %%
+logits = torch.randn(2, 3, len(SHAPES), requires_grad=True)
+target = torch.softmax(torch.randn(2, 3, len(SHAPES)), -1)
+nothing_masked = torch.zeros(2, 3, dtype=torch.bool)
+kl = L.region_kl_loss(logits, target, nothing_masked)
+kl.backward()
+print("KL with no masked region:", kl.item(), "| gradients finite:", bool(torch.isfinite(logits.grad).all()))
+assert kl.item() == 0.0 and torch.isfinite(logits.grad).all()
+some = torch.tensor([[True, False, True], [False, False, True]])
+kl, sce = L.region_kl_loss(logits, target, some), L.soft_cross_entropy(logits, target * some[..., None])
+entropy = -(target * target.log()).sum(-1)[some].mean()
+print(f"KL {kl.item():.4f} + target entropy {entropy.item():.4f} = soft CE {sce.item():.4f}")
+assert abs(kl.item() + entropy.item() - sce.item()) < 1e-5
+
+# %% [markdown]
+# ViLBERT's KL and VL-BERT's soft cross-entropy differ only by the entropy of the target, a constant:
+# the gradients are the same. LXMERT instead uses the detector's *top* label with cross-entropy,
+# weighted by the detector's confidence, on every box (masked or not), plus a feature regression.
+#
+# ## A tiny model trained on every task at once
+#
+# A single-stream model (VisualBERT/VL-BERT style) from the course's building blocks: text
+# embeddings, a visual embedding (feature + box, LayerNorm), a BERT encoder over `[text; regions]`,
+# and four heads. Each step samples pairs, swaps half the captions, masks tokens (BERT) and regions
+# (LXMERT's 80/10/10), and sums the losses.
+
+# %%
+class TinyVLP(nn.Module):
+    def __init__(self, cfg: TransformerConfig, feat_dim: int, n_classes: int):
+        super().__init__()
+        H = cfg.hidden_size
+        self.embeddings = TextEmbeddings(cfg)
+        self.visual = nn.Linear(feat_dim, H)
+        self.box = nn.Linear(4, H)
+        self.visual_ln = nn.LayerNorm(H, eps=cfg.layer_norm_eps)
+        self.encoder = Encoder(cfg)
+        self.pooler = Pooler(H)
+        self.mlm_head = nn.Linear(H, cfg.vocab_size)
+        self.region_cls = nn.Linear(H, n_classes)
+        self.region_feat = nn.Linear(H, feat_dim)
+        self.itm_head = nn.Linear(H, 2)
+        self.apply(init_bert_weights)
+
+    def forward(self, ids, text_mask, feats, boxes, region_mask):
+        T = ids.shape[1]
+        t = self.embeddings(ids)  # (B, T, H)
+        v = self.visual_ln(self.visual(feats) + self.box(boxes))  # (B, N, H)
+        h = self.encoder(torch.cat([t, v], 1), torch.cat([text_mask, region_mask], 1)).last_hidden_state  # (B, T+N, H)
+        return {"mlm": self.mlm_head(h[:, :T]), "cls": self.region_cls(h[:, T:]), "feat": self.region_feat(h[:, T:]),
+                "itm": self.itm_head(self.pooler(h))}
+
+
+mcfg = TransformerConfig(hidden_size=CFG["hidden"], num_attention_heads=CFG["heads"], num_hidden_layers=CFG["layers"],
+                         intermediate_size=CFG["ffn"], vocab_size=len(vocab), max_position_embeddings=CFG["max_len"],
+                         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+torch.manual_seed(CFG["seed"])
+model = TinyVLP(mcfg, FEAT, len(SHAPES))
+n_train = int(0.8 * len(ds))
+batch_gen = torch.Generator().manual_seed(CFG["seed"] + 1)
+
+
+def make_batch(step: int, lo: int = 0, hi: int = n_train, g: torch.Generator = batch_gen) -> dict:
+    B = CFG["batch"]
+    img = torch.randint(lo, hi, (B,), generator=g)
+    cap = caption_ids[img, torch.randint(0, caption_ids.shape[1], (B,), generator=g)]  # (B, T)
+    match = sample_matching(B, image_ids=img, generator=g)
+    ids = cap[match.caption_index]
+    tmask = (ids != PAD_ID).long()
+    mids, mlm_labels = mask_tokens(ids, len(vocab), MASK_ID, special_token_ids=[PAD_ID, CLS_ID, SEP_ID],
+                                   mlm_probability=CFG["mask_prob"], generator=g)
+    reg = mask_regions(feats[img], scheme="lxmert", prob=CFG["mask_prob"], region_mask=region_mask[img],
+                       num_global=1, targets=det_labels[img], generator=g)
+    return dict(ids=mids, tmask=tmask, mlm_labels=mlm_labels, feats=reg.features, boxes=boxes[img],
+                rmask=region_mask[img], selected=reg.selected, orig=reg.original, probs=det_probs[img],
+                is_matched=match.is_matched)
+
+
+def step_fn(model, b):
+    out = model(b["ids"], b["tmask"], b["feats"], b["boxes"], b["rmask"])
+    losses = {
+        "mlm": L.mlm_loss(out["mlm"], b["mlm_labels"]),
+        "region_kl": L.region_kl_loss(out["cls"], b["probs"], b["selected"]),
+        "feat_smooth_l1": L.feature_regression_loss(out["feat"], b["orig"], b["selected"], kind="smooth_l1"),
+        "itm": L.itm_loss(out["itm"], b["is_matched"]),
+    }
+    return {"loss": sum(losses.values()), **losses}
+
+
+hist = train(model, make_batch, step_fn, TrainConfig(steps=CFG["steps"], lr=CFG["lr"], warmup_steps=CFG["warmup"],
+                                                      seed=CFG["seed"]), device=device)
+
+# %%
+tasks = ["mlm", "region_kl", "feat_smooth_l1", "itm"]
+fig, axes = plt.subplots(1, 4, figsize=(11, 2.6))
+for ax, k in zip(axes, tasks):
+    ax.plot(hist.steps, hist.train[k], alpha=0.3)
+    ax.plot(hist.steps, hist.smoothed(k, 20))
+    ax.set_title(k, fontsize=9)
+    ax.set_xlabel("step")
+plt.tight_layout()
+plt.show()
+first = {k: float(np.mean(hist.train[k][:10])) for k in tasks}  # the untrained model
+last = {k: hist.smoothed(k, 20)[-1] for k in tasks}
+for k in tasks:
+    print(f"{k:15s} first 10 steps {first[k]:.3f} -> last 20 steps {last[k]:.3f}  ({last[k] / first[k]:.2f}x)")
+assert last["mlm"] < 0.7 * first["mlm"], (first["mlm"], last["mlm"])
+assert last["region_kl"] < 0.7 * first["region_kl"], (first["region_kl"], last["region_kl"])
+# the features carry Gaussian noise no model can predict, so this loss has a floor: a smaller drop
+assert last["feat_smooth_l1"] < 0.8 * first["feat_smooth_l1"], (first["feat_smooth_l1"], last["feat_smooth_l1"])
+
+# %% [markdown]
+# Three losses fall quickly: the MLM head first learns which words are frequent and then uses the
+# rest of the caption; the region heads learn the class prior, the size from the (unmasked) box, and
+# whatever the caption says about the hidden object. The feature regression cannot go below the noise
+# of the features.
+#
+# The matching loss does **not** move in this short run. Matching needs the model to bind a word
+# ("orange") to the region that has that colour; in the course's CPU measurements
+# (cpu-training-notes) matching accuracy was 65–67 % after 40 s of pretraining, 75–79 % after 60 s and
+# 87–90 % after 120 s, with a long plateau at chance first. We measure where this run stands on
+# held-out scenes; leaving the plateau takes runs several times longer than this notebook's budget
+# (raise `CFG["steps"]` on a GPU to see it).
+
+# %%
+@torch.no_grad()
+def itm_accuracy(model, n_batches: int = 8) -> float:
+    g = torch.Generator().manual_seed(123)
+    model.eval()
+    right = total = 0
+    for s in range(n_batches):
+        b = make_batch(s, n_train, len(ds), g)
+        b = {k: v.to(device) for k, v in b.items()}
+        pred = model(b["ids"], b["tmask"], b["feats"], b["boxes"], b["rmask"])["itm"].argmax(-1)
+        right += int((pred == b["is_matched"]).sum())
+        total += len(pred)
+    return right / total
+
+
+acc = itm_accuracy(model)
+print(f"matching loss {last['itm']:.3f} (ln 2 = {math.log(2):.3f}); held-out accuracy {acc:.3f} on {8 * CFG['batch']} pairs")
+if CFG["steps"] <= 300:  # the default budget: still on the plateau, as measured
+    assert abs(last["itm"] - math.log(2)) < 0.03, last["itm"]
+
+# %% [markdown]
+# ## Exercise 1: LXMERT's 80/10/10 region masking
+#
+# Implement the masking *given the random draws*, so the answer is deterministic: a region is
+# selected when it is `eligible` and `u_select < prob`. A selected region with `u = u_action` is
+# zeroed if `u < 0.8`, replaced by `replacement` (the feature LXMERT takes from another image) if
+# `0.8 <= u < 0.9`, and kept otherwise. Return `(masked_features, selected)`: the (B, N, D) features
+# after masking and the (B, N) boolean tensor of selected regions. Do not modify the input.
+
+# %%
+def region_masking_801010(features, eligible, u_select, u_action, replacement, prob=0.15):
+    ### BEGIN SOLUTION
+    selected = eligible.bool() & (u_select < prob)
+    zero = selected & (u_action < 0.8)
+    replace = selected & (u_action >= 0.8) & (u_action < 0.9)
+    out = features.clone()
+    out[zero] = 0.0
+    out[replace] = replacement[replace]
+    return out, selected
+    ### END SOLUTION
+
+
+# %% tags=["graded"]
+from vlp_course.exercises.pretraining import check_region_masking_801010
+
+check_region_masking_801010(region_masking_801010)
+### BEGIN HIDDEN TESTS
+f = torch.ones(1, 3, 2)
+out, sel = region_masking_801010(f, torch.tensor([[True, True, False]]), torch.tensor([[0.1, 0.1, 0.1]]),
+                                 torch.tensor([[0.85, 0.5, 0.5]]), torch.full((1, 3, 2), 7.0))
+assert out.tolist() == [[[7.0, 7.0], [0.0, 0.0], [1.0, 1.0]]] and sel.tolist() == [[True, True, False]]
+assert torch.equal(f, torch.ones(1, 3, 2)), "the input must not be modified"
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## Exercise 2: the matching sampler
+#
+# Given per-row draws `u_swap` and `u_pick` of shape (B,), row `i` becomes a negative when
+# `u_swap[i] < p_negative`; it then takes the caption of row `j`, the `k`-th of the other rows in
+# increasing order with `k = floor(u_pick[i] * (B - 1))` (so `j = k` if `k < i`, else `k + 1`).
+# Return `(caption_index, is_matched)`, both (B,) integer tensors, with `is_matched[i] = 1` when row
+# `i` keeps its own caption.
+
+# %%
+def negative_sampler(u_swap, u_pick, p_negative=0.5):
+    ### BEGIN SOLUTION
+    B = u_swap.shape[0]
+    rows = torch.arange(B)
+    k = (u_pick * (B - 1)).floor().long().clamp(max=max(B - 2, 0))
+    other = k + (k >= rows).long()
+    negative = u_swap < p_negative
+    return torch.where(negative, other, rows), (~negative).long()
+    ### END SOLUTION
+
+
+# %% tags=["graded"]
+from vlp_course.exercises.pretraining import check_negative_sampler
+
+check_negative_sampler(negative_sampler)
+
+# %% [markdown]
+# ## Open questions
+#
+# 1. ViLBERT zeroes 90 % of the selected regions but never replaces them by another region's feature;
+#    LXMERT does (10 %). What would the model learn to exploit if *no* selected region were ever kept
+#    or replaced?
+# 2. LXMERT's object loss counts *every* box, weighted by the detector's confidence, not only the
+#    masked ones. What does the model learn from the unmasked boxes, and why might that be a useful
+#    regulariser (airsplay/lxmert#19)?
+# 3. The whole-image token is the mean of the region features. If a masked region's feature were
+#    still included in that mean, what would leak? How do ViLBERT's and VL-BERT's loaders avoid it?
+# 4. Random negatives are easy: most swapped captions mention a colour or shape absent from the image.
+#    How would hard negatives (`ds.negatives`: one changed word) change what the matching head must learn?

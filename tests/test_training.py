@@ -1,0 +1,208 @@
+"""The training loop and safetensors checkpoints: learning, bit-exact round trip, atomic writes,
+key reports, interrupt keeps the best weights, precision only on CUDA, errors."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from safetensors import safe_open
+from torch import nn
+
+from vlp_course.checkpoints import load_checkpoint, load_optimizer_state, read_metadata, save_checkpoint
+from vlp_course.training import History, TrainConfig, distributed_loader, train
+
+
+def _regression(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(128, 4, generator=g)
+    y = X @ torch.tensor([1.0, -2.0, 0.5, 3.0]) + 0.1
+    return X, y
+
+
+def _step(model, batch):
+    x, y = batch
+    loss = ((model(x).squeeze(-1) - y) ** 2).mean()
+    return {"loss": loss, "mae": (model(x).squeeze(-1) - y).abs().mean()}
+
+
+def test_train_learns_and_keeps_history_api():
+    X, y = _regression()
+    model = nn.Linear(4, 1)
+    hist = train(model, [(X[i:i + 32], y[i:i + 32]) for i in range(0, 128, 32)], _step,
+                 TrainConfig(steps=150, lr=0.05, progress=False, warmup_steps=5, decay="cosine"))
+    assert isinstance(hist, History) and hist.steps == list(range(150))
+    assert set(hist.train) == {"loss", "mae"} and len(hist.train["loss"]) == 150
+    sm = hist.smoothed("loss", 10)
+    assert sm[-1] < 0.01 * sm[0]
+    assert not model.training and hist.precision == "fp32" and hist.world_size == 1
+
+
+def test_seeded_runs_are_identical():
+    X, y = _regression()
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        m = nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.2), nn.Linear(8, 1))
+        train(m, lambda s: (X, y), _step, TrainConfig(steps=20, progress=False, seed=3))
+        runs.append([p.detach().clone() for p in m.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*runs))
+
+
+class Tied(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(7, 5)
+        self.dec = nn.Linear(5, 7, bias=False)
+        self.dec.weight = self.emb.weight  # tied, like an MLM decoder
+        self.p16 = nn.Parameter(torch.randn(3, dtype=torch.float16))
+        self.bf = nn.Parameter(torch.randn(2, 2, dtype=torch.bfloat16))
+        self.register_buffer("counts", torch.arange(4, dtype=torch.int64))
+
+    def forward(self, ids):
+        return self.dec(self.emb(ids)).sum() + self.p16.float().sum() + self.bf.float().sum()
+
+
+def test_checkpoint_round_trip_bit_exact_with_tied_weights_and_optimizer(tmp_path):
+    torch.manual_seed(0)
+    a = Tied()
+    opt = torch.optim.AdamW(a.parameters(), lr=0.1)
+    for _ in range(3):
+        opt.zero_grad()
+        a(torch.tensor([1, 2, 3])).backward()
+        opt.step()
+    path = save_checkpoint(a, tmp_path / "ck" / "model.safetensors", {"step": 3, "cfg": {"d": 5}}, optimizer=opt)
+    assert path.exists() and os.listdir(path.parent) == ["model.safetensors"]  # no temp file left
+    with safe_open(str(path), framework="pt") as f:  # a real safetensors file, no pickle
+        assert "emb.weight" in f.keys() and "dec.weight" not in f.keys()  # tied weight stored once
+    torch.manual_seed(1)
+    b = Tied()
+    res = load_checkpoint(b, path)
+    assert res.missing == [] and res.unexpected == [] and res.metadata == {"step": 3, "cfg": {"d": 5}}
+    for (k, v), (k2, w) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert k == k2 and v.dtype == w.dtype and torch.equal(v, w), k
+    assert b.dec.weight is b.emb.weight
+    assert read_metadata(path)["step"] == 3
+    opt_b = torch.optim.AdamW(b.parameters(), lr=0.1)
+    load_optimizer_state(opt_b, path)
+    sa, sb = opt.state_dict(), opt_b.state_dict()
+    for pid in sa["state"]:
+        for name, v in sa["state"][pid].items():
+            assert torch.equal(torch.as_tensor(v), torch.as_tensor(sb["state"][pid][name]))
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    m = nn.Linear(3, 2)
+    path = save_checkpoint(m, tmp_path / "m.safetensors", {"v": 1})
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match="JSON-serialisable"):
+        save_checkpoint(m, path, {"bad": object()})
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with torch.no_grad():
+        m.weight.add_(1.0)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(m, path, {"v": 2})
+    assert path.read_bytes() == before  # the old checkpoint is intact
+    assert os.listdir(tmp_path) == ["m.safetensors"]  # and the temp file is gone
+
+
+def test_load_reports_missing_unexpected_and_shape_errors(tmp_path):
+    src = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+    path = save_checkpoint(src, tmp_path / "s.safetensors")
+    other = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2), nn.Linear(2, 2))
+    with pytest.raises(ValueError, match=r"missing keys .*\[2\]: 2.bias, 2.weight"):
+        load_checkpoint(other, path)
+    res = load_checkpoint(other, path, strict=False)
+    assert res.missing == ["2.bias", "2.weight"] and res.unexpected == []
+    assert torch.equal(other[0].weight, src[0].weight)
+    smaller = nn.Sequential(nn.Linear(3, 4))
+    with pytest.raises(ValueError, match=r"unexpected keys .*1.bias, 1.weight"):
+        load_checkpoint(smaller, path)
+    wrong = nn.Sequential(nn.Linear(3, 5), nn.Linear(5, 2))
+    with pytest.raises(ValueError, match=r"0.weight: file \(4, 3\) vs model \(5, 3\)"):
+        load_checkpoint(wrong, path, strict=False)
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(src, tmp_path / "nope.safetensors")
+
+
+def test_keyboard_interrupt_keeps_best_weights_and_saves_them(tmp_path):
+    X, y = _regression()
+    model = nn.Linear(4, 1)
+    snapshots = {}
+    scores = iter([1.0, 5.0, 2.0, 3.0, 0.5])  # best at the second evaluation (step 10)
+
+    def eval_fn(m):
+        snapshots[len(snapshots) * 5 + 5] = {k: v.clone() for k, v in m.state_dict().items()}
+        return {"acc": next(scores)}
+
+    def step_fn(m, batch):
+        if step_fn.n == 23:
+            raise KeyboardInterrupt
+        step_fn.n += 1
+        return _step(m, batch)
+
+    step_fn.n = 0
+    ck = tmp_path / "best.safetensors"
+    hist = train(model, lambda s: (X, y), step_fn,
+                 TrainConfig(steps=100, lr=0.05, eval_every=5, progress=False, checkpoint_path=str(ck)), eval_fn=eval_fn)
+    assert hist.interrupted and len(hist.steps) == 23 and hist.best_step == 10 and hist.best_value == 5.0
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, snapshots[10][k])
+    fresh = nn.Linear(4, 1)
+    assert load_checkpoint(fresh, ck).metadata["best_step"] == 10
+    assert all(torch.equal(v, snapshots[10][k]) for k, v in fresh.state_dict().items())
+
+
+def test_interrupt_without_eval_saves_last_weights(tmp_path):
+    X, y = _regression()
+    model = nn.Linear(4, 1)
+
+    def step_fn(m, batch):
+        if step_fn.n == 7:
+            step_fn.weights = {k: v.clone() for k, v in m.state_dict().items()}
+            raise KeyboardInterrupt
+        step_fn.n += 1
+        return _step(m, batch)
+
+    step_fn.n = 0
+    ck = tmp_path / "last.safetensors"
+    hist = train(model, lambda s: (X, y), step_fn, TrainConfig(steps=50, progress=False, checkpoint_path=str(ck)))
+    assert hist.interrupted and read_metadata(ck)["reason"] == "interrupted"
+    fresh = nn.Linear(4, 1)
+    load_checkpoint(fresh, ck)
+    assert all(torch.equal(v, step_fn.weights[k]) for k, v in fresh.state_dict().items())
+
+
+def test_mixed_precision_only_on_cuda():
+    X, y = _regression()
+    for prec in ("auto", "bf16", "fp16"):
+        hist = train(nn.Linear(4, 1), lambda s: (X, y), _step, TrainConfig(steps=2, progress=False, precision=prec), device="cpu")
+        assert hist.precision == "fp32"
+
+
+def test_distributed_loader_single_process_is_seeded_and_reshuffles_each_epoch():
+    data = torch.utils.data.TensorDataset(torch.arange(12))
+    a = [b[0].tolist() for b in distributed_loader(data, 4, seed=3)]
+    b = [b[0].tolist() for b in distributed_loader(data, 4, seed=3)]
+    assert a == b and sorted(sum(a, [])) == list(range(12))
+    seen = []
+    train(nn.Linear(1, 1), distributed_loader(data, 4, seed=3),
+          lambda m, batch: seen.append(batch[0].tolist()) or {"loss": m(batch[0].float()[:, None]).mean()},
+          TrainConfig(steps=6, progress=False))
+    assert seen[:3] == a and sorted(sum(seen[3:], [])) == list(range(12))
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="precision must be"):
+        TrainConfig(precision="fp8")
+    with pytest.raises(ValueError, match="grad_clip must be positive"):
+        TrainConfig(grad_clip=0)
+    with pytest.raises(ValueError, match="'loss' entry"):
+        train(nn.Linear(1, 1), lambda s: torch.ones(2, 1), lambda m, b: {"l": m(b).sum()}, TrainConfig(steps=1, progress=False))
+    with pytest.raises(ValueError, match="must be a scalar"):
+        train(nn.Linear(1, 1), lambda s: torch.ones(2, 1), lambda m, b: {"loss": m(b)}, TrainConfig(steps=1, progress=False))
