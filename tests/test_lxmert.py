@@ -1,0 +1,280 @@
+"""LXMERT: parity with transformers' Lxmert* (weights copied through the converter), the original's
+conventions where transformers differs (boxes, VQA loss), the pretraining tasks, and bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+
+from vlp_course.models.convert import load_checkpoint  # noqa: E402
+from vlp_course.models.lxmert import (  # noqa: E402
+    LxmertConfig,
+    LxmertForPreTraining,
+    LxmertForQuestionAnswering,
+    LxmertModel,
+)
+from vlp_course.pretraining.losses import vqa_bce_loss  # noqa: E402
+
+TOL = 1e-5
+B, T, N, F, VOCAB = 3, 7, 5, 12, 50
+
+
+def hf_config(**kw):
+    base = dict(vocab_size=VOCAB, hidden_size=32, num_attention_heads=4, intermediate_size=64, l_layers=2,
+                r_layers=2, x_layers=2, visual_feat_dim=F, num_qa_labels=7, num_object_labels=9, num_attr_labels=5,
+                max_position_embeddings=40, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    base.update(kw)
+    return transformers.LxmertConfig(**base)
+
+
+def randomize(module, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            ln = name.endswith(("LayerNorm.weight", "layer_norm.weight")) or (name.startswith("answer_head.logit_fc.2") and name.endswith("weight"))
+            p.copy_(torch.randn(p.shape, generator=g) * 0.1 + (1.0 if ln else 0.0))
+    return module.eval()
+
+
+def pair(hf_cls, our_cls, **ours_overrides):
+    cfg = hf_config()
+    hf = randomize(hf_cls(cfg))
+    ours = our_cls(LxmertConfig.from_hf(cfg, **ours_overrides)).eval()
+    report = load_checkpoint(ours, hf.state_dict())
+    assert report.ok, str(report)
+    return hf, ours
+
+
+def inputs(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, VOCAB, (B, T), generator=g)
+    mask = torch.ones(B, T, dtype=torch.long)
+    mask[1, 4:] = 0
+    feats = torch.randn(B, N, F, generator=g)
+    xy = torch.rand(B, N, 2, generator=g) * 0.5
+    boxes = torch.cat([xy, xy + torch.rand(B, N, 2, generator=g) * 0.5], -1)  # normalised xyxy
+    vmask = torch.ones(B, N, dtype=torch.long)
+    vmask[2, 3:] = 0
+    return ids, mask, feats, boxes, vmask
+
+
+def maxdiff(a, b):
+    return (a - b).abs().max().item()
+
+
+def assert_all_close(hf_seq, our_seq):
+    assert len(hf_seq) == len(our_seq)
+    worst = max(maxdiff(a, b) for a, b in zip(hf_seq, our_seq))
+    assert worst < TOL, worst
+
+
+# ------------------------------------------------------------------------------------------------
+# Parity
+# ------------------------------------------------------------------------------------------------
+def test_model_parity_every_state_and_attention_with_padding():
+    hf, ours = pair(transformers.LxmertModel, LxmertModel)
+    ids, mask, feats, boxes, vmask = inputs()
+    types = torch.zeros(B, T, dtype=torch.long)
+    types[0, 5:] = 1
+    with torch.no_grad():
+        h = hf(input_ids=ids, visual_feats=feats, visual_pos=boxes, attention_mask=mask, visual_attention_mask=vmask,
+               token_type_ids=types, output_hidden_states=True, output_attentions=True)
+        o = ours(ids, feats, boxes, mask, vmask, types, output_hidden_states=True, output_attentions=True)
+    assert maxdiff(h.language_output, o.language_output) < TOL
+    assert maxdiff(h.vision_output, o.vision_output) < TOL
+    assert maxdiff(h.pooled_output, o.pooled_output) < TOL
+    # ours also return the embeddings first; HF starts with the first layer
+    assert_all_close(h.language_hidden_states, o.language_hidden_states[1:])
+    assert_all_close(h.vision_hidden_states, o.vision_hidden_states[1:])
+    assert_all_close(h.language_attentions, o.language_attentions)
+    assert_all_close(h.vision_attentions, o.vision_attentions)
+    assert_all_close(h.cross_encoder_attentions, o.cross_attentions)
+    assert all(a.shape == (B, 4, N, T) for a in o.cross_attentions_vision)
+
+
+def test_model_parity_without_masks_and_token_types():
+    hf, ours = pair(transformers.LxmertModel, LxmertModel)
+    ids, _, feats, boxes, _ = inputs(1)
+    with torch.no_grad():
+        h = hf(input_ids=ids, visual_feats=feats, visual_pos=boxes)
+        o = ours(ids, feats, boxes)
+    assert maxdiff(h.pooled_output, o.pooled_output) < TOL
+    assert maxdiff(h.vision_output, o.vision_output) < TOL
+
+
+def test_pretraining_parity_all_heads_and_total_loss():
+    hf, ours = pair(transformers.LxmertForPreTraining, LxmertForPreTraining, visual_loss_normalizer=6.67)
+    ids, mask, feats, boxes, vmask = inputs()
+    g = torch.Generator().manual_seed(3)
+    mlm = torch.full((B, T), -100)
+    mlm[0, 1], mlm[1, 2], mlm[2, 5] = 4, 8, 15
+    is_matched = torch.tensor([1, 0, 1])
+    obj = torch.randint(0, 9, (B, N), generator=g)
+    attr = torch.randint(0, 5, (B, N), generator=g)
+    obj_conf, attr_conf = torch.rand(B, N, generator=g), torch.rand(B, N, generator=g)
+    target = torch.randn(B, N, F, generator=g)
+    fmask = (torch.rand(B, N, generator=g) < 0.4).float()
+    qa = torch.tensor([2, 5, 6])
+    hf_qa = torch.tensor([2, -100, 6])  # the original ignores QA on mismatched pairs (done in its data loader)
+    with torch.no_grad():
+        h = hf(input_ids=ids, visual_feats=feats, visual_pos=boxes, attention_mask=mask, visual_attention_mask=vmask,
+               labels=mlm, matched_label=is_matched, ans=hf_qa,
+               obj_labels={"obj": (obj, obj_conf), "attr": (attr, attr_conf), "feat": (target, fmask)},
+               output_attentions=True)
+        o = ours(ids, feats, boxes, mask, vmask, mlm_labels=mlm, is_matched=is_matched, obj_labels=obj,
+                 obj_confidence=obj_conf, attr_labels=attr, attr_confidence=attr_conf, feat_targets=target,
+                 feat_mask=fmask, qa_labels=qa, output_attentions=True)
+    assert maxdiff(h.prediction_logits, o.prediction_logits) < TOL
+    assert maxdiff(h.cross_relationship_score, o.cross_relationship_score) < TOL
+    assert maxdiff(h.question_answering_score, o.question_answering_score) < TOL
+    assert_all_close(h.cross_encoder_attentions, o.model.cross_attentions)
+    assert set(o.losses) == {"mlm", "matched", "obj", "attr", "feat", "qa"}
+    assert abs(h.loss.item() - o.loss.item()) < 1e-4 * max(1.0, abs(h.loss.item()))
+    # the visual heads: compare with HF's module on the same vision output
+    with torch.no_grad():
+        hv = hf.obj_predict_head(o.model.vision_output)
+    for k in ("obj", "attr", "feat"):
+        assert maxdiff(hv[k], o.visual_predictions[k]) < TOL
+
+
+def test_vqa_parity_logits():
+    hf, ours = pair(transformers.LxmertForQuestionAnswering, LxmertForQuestionAnswering)
+    ids, mask, feats, boxes, vmask = inputs()
+    with torch.no_grad():
+        h = hf(input_ids=ids, visual_feats=feats, visual_pos=boxes, attention_mask=mask, visual_attention_mask=vmask)
+        o = ours(ids, feats, boxes, mask, vmask)
+    assert maxdiff(h.question_answering_score, o.logits) < TOL
+
+
+def test_vqa_loss_is_original_bce_not_hf_cross_entropy():
+    hf, ours = pair(transformers.LxmertForQuestionAnswering, LxmertForQuestionAnswering)
+    ids, mask, feats, boxes, vmask = inputs()
+    scores = torch.zeros(B, 7)
+    scores[0, 1], scores[0, 2], scores[1, 3], scores[2, 6] = 1.0, 0.3, 0.9, 0.6
+    with torch.no_grad():
+        o = ours(ids, feats, boxes, mask, vmask, soft_scores=scores)
+        h = hf(input_ids=ids, visual_feats=feats, visual_pos=boxes, attention_mask=mask, visual_attention_mask=vmask,
+               labels=scores.argmax(1))
+    assert abs(o.loss.item() - vqa_bce_loss(o.logits, scores).item()) < 1e-6  # BCE(mean) x A, airsplay vqa.py
+    assert abs(o.loss.item() - h.loss.item()) > 1e-3  # HF: cross-entropy on one index
+
+
+# ------------------------------------------------------------------------------------------------
+# Structure and tasks
+# ------------------------------------------------------------------------------------------------
+def small(**kw):
+    base = dict(vocab_size=VOCAB, hidden_size=16, num_attention_heads=2, intermediate_size=32, l_layers=1, r_layers=1,
+                x_layers=2, visual_feat_dim=F, num_qa_labels=4, num_object_labels=6, num_attr_labels=3,
+                hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    base.update(kw)
+    return LxmertConfig(**base)
+
+
+def test_one_cross_attention_module_serves_both_directions():
+    m = LxmertModel(small(x_layers=1)).eval()
+    ids, mask, feats, boxes, vmask = inputs()
+    names = [n for n, _ in m.named_parameters() if "x_layers.0." in n and "attention" in n and ".att." in n]
+    assert sorted(n.split(".att.")[1] for n in names) == sorted(["query.weight", "query.bias", "key.weight", "key.bias", "value.weight", "value.bias"])
+    base = m(ids, feats, boxes, mask, vmask)
+    with torch.no_grad():
+        m.encoder.x_layers[0].visual_attention.att.value.weight.add_(torch.randn(16, 16))
+    moved = m(ids, feats, boxes, mask, vmask)
+    assert maxdiff(base.language_output, moved.language_output) > 1e-4
+    assert maxdiff(base.vision_output, moved.vision_output) > 1e-4  # the same weights act on vision queries
+
+
+def test_object_encoder_averages_feature_and_box_branches():
+    m = LxmertModel(small()).eval()
+    _, _, feats, boxes, _ = inputs()
+    enc = m.encoder.visn_fc
+    x = enc.visn_layer_norm(enc.visn_fc(feats))
+    y = enc.box_layer_norm(enc.box_fc(boxes))
+    assert maxdiff(enc(feats, boxes), (x + y) / 2) < 1e-6
+
+
+def test_text_stream_sees_no_vision_before_cross_layers():
+    m = LxmertModel(small()).eval()
+    ids, mask, feats, boxes, vmask = inputs()
+    a = m(ids, feats, boxes, mask, vmask, output_hidden_states=True)
+    b = m(ids, torch.randn_like(feats), boxes, mask, vmask, output_hidden_states=True)
+    L = m.config.l_layers
+    assert maxdiff(a.language_hidden_states[L], b.language_hidden_states[L]) == 0
+    assert maxdiff(a.language_output, b.language_output) > 1e-4
+
+
+def test_mlm_on_mismatched_default_counts_and_option_drops():  # P4
+    assert LxmertConfig().mlm_on_mismatched is True  # airsplay/lxmert#51
+    torch.manual_seed(0)
+    m = LxmertForPreTraining(small()).eval()
+    ids, mask, feats, boxes, vmask = inputs()
+    mlm = torch.full((B, T), -100)
+    mlm[1, 2] = 9
+    is_matched = torch.tensor([1, 0, 1])
+    assert m(ids, feats, boxes, mlm_labels=mlm, is_matched=is_matched).losses["mlm"].item() > 0
+    m.config.mlm_on_mismatched = False
+    assert m(ids, feats, boxes, mlm_labels=mlm, is_matched=is_matched).losses["mlm"].item() == 0.0
+
+
+def test_label_weighting_confidence_counts_unmasked_boxes_mask_does_not():
+    torch.manual_seed(0)
+    m = LxmertForPreTraining(small()).eval()
+    ids, mask, feats, boxes, vmask = inputs()
+    obj = torch.randint(0, 6, (B, N))
+    conf = torch.ones(B, N)
+    none_masked = torch.zeros(B, N)
+    out = m(ids, feats, boxes, obj_labels=obj, obj_confidence=conf, feat_mask=none_masked)
+    assert out.losses["obj"].item() > 0  # original: every box, weighted by confidence
+    m.config.label_weighting = "mask"
+    out = m(ids, feats, boxes, obj_labels=obj, obj_confidence=conf, feat_mask=none_masked)
+    assert out.losses["obj"].item() == 0.0
+
+
+def test_qa_ignored_on_mismatched_pairs():
+    torch.manual_seed(0)
+    m = LxmertForPreTraining(small()).eval()
+    ids, mask, feats, boxes, vmask = inputs()
+    out = m(ids, feats, boxes, qa_labels=torch.tensor([1, 2, 3]), is_matched=torch.tensor([0, 0, 0]))
+    assert out.losses["qa"].item() == 0.0
+
+
+# ------------------------------------------------------------------------------------------------
+# Bad input
+# ------------------------------------------------------------------------------------------------
+def test_feature_width_mismatch_names_both_widths():  # P8
+    m = LxmertModel(small(visual_feat_dim=2048))
+    ids = torch.randint(1, VOCAB, (1, 5))
+    boxes = torch.tensor([[[0.1, 0.1, 0.5, 0.5]]]).expand(1, 197, 4)
+    with pytest.raises(ValueError, match=r"768.*2048"):
+        m(ids, torch.randn(1, 197, 768), boxes)
+
+
+def test_boxes_are_xyxy_not_hf_docs_xywh():
+    m = LxmertModel(small())
+    ids, _, feats, _, _ = inputs()
+    xywh = torch.tensor([0.6, 0.5, 0.2, 0.3]).expand(B, N, 4)  # (x, y, w, h): x2 < x1 when read as xyxy
+    with pytest.raises(ValueError, match="x2 >= x1"):
+        m(ids, feats, xywh)
+
+
+def test_boxes_out_of_range_and_shape_raise():
+    m = LxmertModel(small())
+    ids, _, feats, boxes, _ = inputs()
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        m(ids, feats, boxes * 64)  # pixel boxes
+    with pytest.raises(ValueError, match="boxes must have shape"):
+        m(ids, feats, boxes[..., :2])
+    with pytest.raises(ValueError, match="needs both"):
+        m(ids, feats, None)
+
+
+def test_batch_size_mismatch_raises():
+    m = LxmertModel(small())
+    ids, mask, feats, boxes, vmask = inputs()
+    with pytest.raises(ValueError, match="batch sizes differ"):
+        m(ids, feats[:2], boxes[:2])
+    with pytest.raises(ValueError, match="boxes must have shape"):
+        m(ids, feats, boxes[:2])
+    with pytest.raises(ValueError, match="visual_attention_mask"):
+        m(ids, feats, boxes, mask, vmask[:2])

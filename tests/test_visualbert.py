@@ -1,0 +1,258 @@
+"""VisualBERT: parity with transformers' VisualBert* (weights copied through the converter), the
+original's conventions where transformers differs, and bad input (pitfalls P4–P8, P12)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+
+from vlp_course.models.convert import load_checkpoint  # noqa: E402
+from vlp_course.models.visualbert import (  # noqa: E402
+    VisualBertConfig,
+    VisualBertForPreTraining,
+    VisualBertForQuestionAnswering,
+    VisualBertModel,
+    vqa_kl_loss,
+)
+
+TOL = 1e-5
+B, T, V, F, VOCAB = 3, 7, 4, 12, 50
+
+
+def hf_config(**kw):
+    base = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                visual_embedding_dim=F, max_position_embeddings=40, hidden_dropout_prob=0.0,
+                attention_probs_dropout_prob=0.0, num_labels=6)
+    base.update(kw)
+    return transformers.VisualBertConfig(**base)
+
+
+def randomize(module, seed=1):
+    """Every parameter random (LayerNorm weights around 1), so no test passes on zeros and ones."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.1 + (1.0 if name.endswith("LayerNorm.weight") else 0.0))
+    return module.eval()
+
+
+def pair(hf_cls, our_cls, **kw):
+    cfg = hf_config(**kw)
+    hf = randomize(hf_cls(cfg))
+    ours = our_cls(VisualBertConfig.from_hf(cfg)).eval()
+    report = load_checkpoint(ours, hf.state_dict())
+    assert report.ok, str(report)
+    return hf, ours
+
+
+def inputs(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, VOCAB, (B, T), generator=g)
+    mask = torch.ones(B, T, dtype=torch.long)
+    mask[1, 5:] = 0  # padded text
+    feats = torch.randn(B, V, F, generator=g)
+    vmask = torch.ones(B, V, dtype=torch.long)
+    vmask[2, 3:] = 0  # padded regions
+    types = torch.zeros(B, T, dtype=torch.long)
+    types[0, 4:] = 1
+    return ids, mask, feats, vmask, types
+
+
+def maxdiff(a, b):
+    return (a - b).abs().max().item()
+
+
+def assert_all_close(hf_seq, our_seq):
+    assert len(hf_seq) == len(our_seq)
+    worst = max(maxdiff(a, b) for a, b in zip(hf_seq, our_seq))
+    assert worst < TOL, worst
+
+
+# ------------------------------------------------------------------------------------------------
+# Parity
+# ------------------------------------------------------------------------------------------------
+def test_model_parity_with_padding_hidden_states_and_attentions():
+    hf, ours = pair(transformers.VisualBertModel, VisualBertModel)
+    ids, mask, feats, vmask, types = inputs()
+    vtypes = torch.zeros(B, V, dtype=torch.long)  # explicit: HF's default differs (see below)
+    with torch.no_grad():
+        h = hf(input_ids=ids, attention_mask=mask, token_type_ids=types, visual_embeds=feats,
+               visual_attention_mask=vmask, visual_token_type_ids=vtypes, output_hidden_states=True,
+               output_attentions=True)
+        o = ours(ids, feats, mask, vmask, types, output_hidden_states=True, output_attentions=True)
+    assert maxdiff(h.last_hidden_state, o.last_hidden_state) < TOL
+    assert maxdiff(h.pooler_output, o.pooler_output) < TOL
+    assert_all_close(h.hidden_states, o.hidden_states)  # embeddings + every layer
+    assert_all_close(h.attentions, o.attentions)
+
+
+def test_text_only_parity_and_shapes():
+    hf, ours = pair(transformers.VisualBertModel, VisualBertModel)
+    ids, mask, *_ = inputs()
+    with torch.no_grad():
+        h = hf(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+        o = ours(ids, attention_mask=mask, output_hidden_states=True)  # P7: no visual input
+    assert o.last_hidden_state.shape == (B, T, 32)
+    assert_all_close(h.hidden_states, o.hidden_states)
+    assert maxdiff(h.pooler_output, o.pooler_output) < TOL
+
+
+def test_pretraining_parity_logits_and_loss():
+    hf, ours = pair(transformers.VisualBertForPreTraining, VisualBertForPreTraining)
+    ids, mask, feats, vmask, types = inputs()
+    vtypes = torch.zeros(B, V, dtype=torch.long)
+    labels = torch.full((B, T), -100)
+    labels[0, 2], labels[1, 1], labels[2, 3] = 5, 7, 9
+    is_matched = torch.tensor([1, 0, 1])
+    hf_labels = torch.cat([labels, torch.full((B, V), -100)], 1)  # HF wants (B, T+V)
+    with torch.no_grad():
+        h = hf(input_ids=ids, attention_mask=mask, token_type_ids=types, visual_embeds=feats,
+               visual_attention_mask=vmask, visual_token_type_ids=vtypes, labels=hf_labels,
+               sentence_image_labels=is_matched, output_attentions=True)
+        o = ours(ids, feats, mask, vmask, types, mlm_labels=labels, is_matched=is_matched, output_attentions=True)
+    assert maxdiff(h.prediction_logits, o.prediction_logits) < TOL
+    assert maxdiff(h.seq_relationship_logits, o.seq_relationship_logits) < TOL
+    assert_all_close(h.attentions, o.model.attentions)
+    assert abs(h.loss.item() - o.loss.item()) < TOL
+    # HF's labels layout (B, T+V) is accepted too
+    o2 = ours(ids, feats, mask, vmask, types, mlm_labels=hf_labels, is_matched=is_matched)
+    assert abs(o2.loss.item() - o.loss.item()) < 1e-6
+
+
+def test_vqa_parity_on_the_mask_token():
+    hf, ours = pair(transformers.VisualBertForQuestionAnswering, VisualBertForQuestionAnswering)
+    ids, mask, feats, vmask, types = inputs()
+    vtypes = torch.zeros(B, V, dtype=torch.long)
+    scores = torch.zeros(B, 6)
+    scores[0, 1], scores[1, 2], scores[1, 3], scores[2, 0] = 1.0, 0.9, 0.3, 0.6
+    with torch.no_grad():
+        h = hf(input_ids=ids, attention_mask=mask, visual_embeds=feats, visual_attention_mask=vmask,
+               visual_token_type_ids=vtypes)
+        hl = hf(input_ids=ids, attention_mask=mask, visual_embeds=feats, visual_attention_mask=vmask,
+                visual_token_type_ids=vtypes, labels=scores)
+        o = ours(ids, feats, mask, vmask, soft_scores=scores)
+    assert maxdiff(h.logits, o.logits) < TOL
+    assert abs(hl.loss.item() - o.loss.item()) < TOL
+    assert o.answer_positions.tolist() == [T - 2, 5 - 2, T - 2]  # the [MASK] before the last [SEP]
+
+
+# ------------------------------------------------------------------------------------------------
+# Where we follow the original, not transformers
+# ------------------------------------------------------------------------------------------------
+def test_visual_token_type_default_is_original_zero_not_hf_one():
+    hf, ours = pair(transformers.VisualBertModel, VisualBertModel)
+    ids, mask, feats, vmask, _ = inputs()
+    with torch.no_grad():
+        o = ours(ids, feats, mask, vmask).last_hidden_state
+        hf_zeros = hf(input_ids=ids, attention_mask=mask, visual_embeds=feats, visual_attention_mask=vmask,
+                      visual_token_type_ids=torch.zeros(B, V, dtype=torch.long)).last_hidden_state
+        hf_default = hf(input_ids=ids, attention_mask=mask, visual_embeds=feats, visual_attention_mask=vmask).last_hidden_state
+    assert maxdiff(o, hf_zeros) < TOL
+    assert maxdiff(o, hf_default) > 1e-3  # HF's default is type 1
+    hf_like = VisualBertModel(VisualBertConfig.from_hf(hf.config, visual_token_type_default=1)).eval()
+    load_checkpoint(hf_like, hf.state_dict())
+    with torch.no_grad():
+        assert maxdiff(hf_like(ids, feats, mask, vmask).last_hidden_state, hf_default) < TOL
+
+
+def test_regions_share_visual_position_zero_and_one_layernorm():
+    cfg = VisualBertConfig(vocab_size=VOCAB, hidden_size=16, num_attention_heads=2, num_hidden_layers=0,
+                           intermediate_size=32, visual_embedding_dim=F, hidden_dropout_prob=0.0)
+    emb = VisualBertModel(cfg).eval().embeddings
+    ids, _, feats, _, _ = inputs()
+    x = emb(ids, visual_feats=feats)
+    raw_v = emb.visual_projection(feats) + emb.visual_position_embeddings.weight[0] + emb.visual_token_type_embeddings.weight[0]
+    assert maxdiff(x[:, T:], emb.LayerNorm(raw_v)) < 1e-6
+    # swapping two regions swaps their embeddings: no position information among regions
+    y = emb(ids, visual_feats=feats[:, [1, 0, 2, 3]])
+    assert maxdiff(y[:, T], x[:, T + 1]) < 1e-6
+
+
+# ------------------------------------------------------------------------------------------------
+# Defaults and pitfalls
+# ------------------------------------------------------------------------------------------------
+def small(**kw):
+    base = dict(vocab_size=VOCAB, hidden_size=16, num_attention_heads=2, num_hidden_layers=2, intermediate_size=32,
+                visual_embedding_dim=F, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, num_answers=5)
+    base.update(kw)
+    return VisualBertConfig(**base)
+
+
+def test_missing_token_types_and_masks_default_to_zeros_and_ones():  # P6
+    torch.manual_seed(0)
+    m = VisualBertModel(small()).eval()
+    ids, _, feats, _, _ = inputs()
+    a = m(ids, feats).last_hidden_state
+    b = m(ids, feats, torch.ones(B, T), torch.ones(B, V), torch.zeros(B, T, dtype=torch.long),
+          torch.zeros(B, V, dtype=torch.long)).last_hidden_state
+    assert maxdiff(a, b) < 1e-6
+
+
+def test_output_attentions_one_square_tensor_per_layer():  # P12
+    m = VisualBertModel(small(num_hidden_layers=3)).eval()
+    ids, mask, feats, vmask, _ = inputs()
+    att = m(ids, feats, mask, vmask, output_attentions=True).attentions
+    assert isinstance(att, tuple) and len(att) == 3
+    assert all(a.shape == (B, 2, T + V, T + V) for a in att)
+    assert torch.allclose(att[0].sum(-1), torch.ones(B, 2, T + V), atol=1e-5)
+    assert att[0][2, :, :, T + 3].abs().max() == 0  # the padded region gets no weight
+
+
+def test_feature_width_mismatch_names_both_widths():  # P8
+    m = VisualBertModel(small(visual_embedding_dim=2048))
+    ids = torch.randint(0, VOCAB, (1, 5))
+    with pytest.raises(ValueError, match=r"768.*2048"):
+        m(ids, torch.randn(1, 197, 768))
+
+
+def test_batch_mismatch_and_bad_shapes_raise():
+    m = VisualBertForPreTraining(small())
+    ids, mask, feats, vmask, _ = inputs()
+    with pytest.raises(ValueError, match="batch sizes differ"):
+        m(ids, feats[:2])
+    with pytest.raises(ValueError, match="visual_attention_mask"):
+        m(ids, feats, mask, vmask[:, :2])
+    with pytest.raises(ValueError, match="input_ids must lie in"):
+        m(ids + VOCAB, feats)
+    with pytest.raises(ValueError, match="mlm_labels"):
+        m(ids, feats, mlm_labels=torch.zeros(B, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match="without visual_feats"):
+        m(ids, visual_attention_mask=vmask)
+
+
+def test_mlm_on_mismatched_option_default_follows_original():  # P4
+    assert VisualBertConfig().mlm_on_mismatched is True  # the original masks both captions of every pair
+    torch.manual_seed(0)
+    m = VisualBertForPreTraining(small()).eval()
+    ids, mask, feats, vmask, _ = inputs()
+    labels = torch.full((B, T), -100)
+    labels[1, 2] = 4  # only the mismatched row has a masked token
+    is_matched = torch.tensor([1, 0, 1])
+    counted = m(ids, feats, mlm_labels=labels, is_matched=is_matched).mlm_loss
+    assert counted.item() > 0
+    m.config.mlm_on_mismatched = False
+    dropped = m(ids, feats, mlm_labels=labels, is_matched=is_matched).mlm_loss
+    assert dropped.item() == 0.0
+
+
+def test_matching_head_class_one_means_matched():  # P5
+    torch.manual_seed(0)
+    m = VisualBertForPreTraining(small()).eval()
+    ids, _, feats, _, _ = inputs()
+    out = m(ids, feats, is_matched=torch.tensor([1, 1, 1]))
+    expect = -out.seq_relationship_logits.log_softmax(-1)[:, 1].mean()
+    assert abs(out.matching_loss.item() - expect.item()) < 1e-6
+
+
+def test_vqa_loss_is_kl_on_unnormalised_soft_scores_and_works_without_mask():
+    logits = torch.tensor([[2.0, 0.0, -1.0]])
+    scores = torch.tensor([[1.0, 0.3, 0.0]])
+    logp = logits.log_softmax(-1)
+    expect = (1.0 * (0.0 - logp[0, 0]) + 0.3 * (torch.log(torch.tensor(0.3)) - logp[0, 1])).item()
+    assert abs(vqa_kl_loss(logits, scores).item() - expect) < 1e-6
+    m = VisualBertForQuestionAnswering(small()).eval()
+    ids, _, feats, _, _ = inputs()
+    out = m(ids, feats)  # HF raises without attention_mask; we read index T-2
+    assert out.logits.shape == (B, 5) and out.answer_positions.tolist() == [T - 2] * B
