@@ -1,0 +1,946 @@
+"""ViLBERT (Lu et al., NeurIPS 2019): two streams joined by co-attentional transformer layers.
+
+Read top-down: the config and its layer schedule, the visual embedding, the co-attention layer
+(Co-TRM), the two-stream encoder, the poolers, the model, the pretraining heads and losses, the
+downstream heads (VQA, NLVR2 pairs), the region helpers (5-d location, global image token) and the
+checkpoint converters.
+
+Faithful to ``vilbert/vilbert.py`` of facebookresearch/vilbert-multi-task (same design as the
+NeurIPS-19 code in jiasenlu/vilbert_beta); see vl-models.md section 1. Written in our own words
+from those facts, with the course's transformer blocks (:mod:`vlp_course.models.blocks`) for the
+BERT-named parts.
+
+* **Text stream**: BERT (``bert.embeddings.*``, ``bert.encoder.layer.N.*``).
+* **Visual stream**: region feature (``v_feature_size``, 2048) -> ``image_embeddings`` plus the 5-d
+  location ``[x1/W, y1/H, x2/W, y2/H, area/(W*H)]`` -> ``image_location_embeddings``, summed,
+  LayerNorm, dropout; then BERT layers at width ``v_hidden_size`` (``bert.encoder.v_layer.N.*``).
+  The first visual token is the *global image token* (mean feature, location ``[0, 0, 1, 1, 1]``),
+  added by the data loader in the original; here by :func:`prepare_regions`.
+* **Co-TRM** (``bert.encoder.c_layer.N``): visual queries attend over text keys/values and text
+  queries over visual keys/values, each followed by its residual + LayerNorm and its own
+  feed-forward block. No self-attention inside; the ordinary layers around it provide that.
+  Placement: :func:`layer_schedule` (the original's interleaving rule).
+* **Poolers**: first token of each stream -> Linear -> **ReLU** (not tanh), to ``bi_hidden_size``;
+  fused by element-wise product.
+* **Pretraining heads** (``cls.*``): masked LM (decoder tied to the word embeddings), masked
+  region prediction (KL divergence to the detector's class distribution), multimodal alignment.
+
+Label polarity (pitfall P5): the original alignment head's class 1 means "random caption". This
+module speaks ``is_matched`` (class 1 = the caption belongs to the image) everywhere; the two rows
+of ``cls.bi_seq_relationship`` are swapped by :func:`from_original_state_dict` /
+:func:`to_original_state_dict`, i.e. at the checkpoint boundary. Load original files only through
+those converters (or :func:`load_original_checkpoint`).
+
+Masks are keep masks (1 = real token/region). The original adds -10000 for padding; the blocks add
+``finfo.min`` instead, which is the same after the softmax and safe in fp16.
+
+Shapes: B batch, T text tokens, N visual tokens (global token + regions), D text width,
+Dv visual width, Db co-attention width, F region-feature width, C detector classes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vlp_course.boxes import validate_xyxy, vilbert_location
+from vlp_course.models.blocks import (
+    ACTIVATIONS,
+    Intermediate,
+    Output,
+    TextEmbeddings,
+    TransformerConfig,
+    TransformerLayer,
+    additive_attention_mask,
+    init_bert_weights,
+)
+from vlp_course.pretraining.losses import IGNORE_INDEX, itm_loss, mlm_loss, region_kl_loss, vqa_bce_loss
+from vlp_course.pretraining.matching import drop_mismatched_labels
+
+__all__ = [
+    "ViLBERTConfig",
+    "layer_schedule",
+    "ImageEmbeddings",
+    "BiAttention",
+    "BiOutput",
+    "ConnectionLayer",
+    "ViLBERTEncoder",
+    "ViLBERTModel",
+    "ViLBERTForPretraining",
+    "ViLBERTForVLTasks",
+    "prepare_regions",
+    "global_image_token",
+    "expected_state_dict_keys",
+    "from_original_state_dict",
+    "to_original_state_dict",
+    "load_original_checkpoint",
+    "save_original_checkpoint",
+]
+
+
+# --------------------------------------------------------------------------------------------------
+# Config and the layer schedule
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class ViLBERTConfig:
+    """ViLBERT's sizes. Field names are those of ``config/bert_base_6layer_6conect.json``.
+
+    Defaults are that file (the 6-layer visual stream / 6 co-attention layers pretraining model):
+    text BERT-base (12 layers, 768, 12 heads, 3072), visual stream 6 layers at 1024 with 8 heads and
+    FFN 1024, co-attention 1024 with 8 heads, ``v_biattention_id`` [0..5], ``t_biattention_id``
+    [6..11], 1601 detector classes. :meth:`eight_layer` gives the 8layer_8conect variant.
+
+    ``masked_loss_on_mismatched`` is pitfall P4: the README pretraining command (``--objective 1``)
+    computes the masked losses only on aligned pairs, so the default is False. ``bi_intermediate_size``
+    is in the json but unused by the original code (kept for round trips).
+
+    Raises:
+        ValueError: if a size is not positive, a width is not divisible by its head count, the two
+            biattention lists differ in length, are not non-decreasing, or point past their stream's
+            layer count, or the fusion method is unknown.
+    """
+
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+    v_feature_size: int = 2048
+    v_target_size: int = 1601
+    v_hidden_size: int = 1024
+    v_num_hidden_layers: int = 6
+    v_num_attention_heads: int = 8
+    v_intermediate_size: int = 1024
+    v_hidden_act: str = "gelu"
+    v_hidden_dropout_prob: float = 0.1
+    v_attention_probs_dropout_prob: float = 0.1
+    bi_hidden_size: int = 1024
+    bi_num_attention_heads: int = 8
+    bi_intermediate_size: int = 1024
+    bi_attention_type: int = 1
+    v_biattention_id: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4, 5])
+    t_biattention_id: list[int] = field(default_factory=lambda: [6, 7, 8, 9, 10, 11])
+    fusion_method: str = "mul"
+    fused_dropout_prob: float = 0.1
+    img_weight: float = 1.0
+    masked_loss_on_mismatched: bool = False
+    task_specific_tokens: bool = False
+    num_task_tokens: int = 20
+    num_labels: int = 3129
+    num_labels_gqa: int = 1533
+
+    def __post_init__(self) -> None:
+        self.v_biattention_id = [int(i) for i in self.v_biattention_id]
+        self.t_biattention_id = [int(i) for i in self.t_biattention_id]
+        for name in ("vocab_size", "hidden_size", "num_attention_heads", "intermediate_size", "v_feature_size",
+                     "v_target_size", "v_hidden_size", "v_num_attention_heads", "v_intermediate_size",
+                     "bi_hidden_size", "bi_num_attention_heads", "max_position_embeddings", "type_vocab_size"):
+            if int(getattr(self, name)) <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        for width, heads in (("hidden_size", "num_attention_heads"), ("v_hidden_size", "v_num_attention_heads"),
+                             ("bi_hidden_size", "bi_num_attention_heads")):
+            if getattr(self, width) % getattr(self, heads):
+                raise ValueError(f"{width} ({getattr(self, width)}) must be divisible by {heads} ({getattr(self, heads)})")
+        v, t = self.v_biattention_id, self.t_biattention_id
+        if len(v) != len(t):
+            raise ValueError(f"v_biattention_id and t_biattention_id must have the same length, got {v} and {t}")
+        for name, ids, n in (("v_biattention_id", v, self.v_num_hidden_layers), ("t_biattention_id", t, self.num_hidden_layers)):
+            if any(b < a for a, b in zip(ids, ids[1:])):
+                raise ValueError(f"{name} must be non-decreasing, got {ids}")
+            if ids and (ids[0] < 0 or ids[-1] > n):
+                raise ValueError(f"{name} entries must lie in [0, {n}] (the stream's layer count), got {ids}")
+        if self.fusion_method not in ("mul", "sum"):
+            raise ValueError(f"fusion_method must be 'mul' or 'sum', got {self.fusion_method!r}")
+        for act in (self.hidden_act, self.v_hidden_act):
+            if act not in ACTIVATIONS:
+                raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {act!r}")
+
+    @classmethod
+    def eight_layer(cls, **overrides: Any) -> "ViLBERTConfig":
+        """``bert_base_8layer_8conect.json``: 8 visual layers, v ids [0..7], t ids [4..11]."""
+        kw = dict(v_num_hidden_layers=8, v_biattention_id=list(range(8)), t_biattention_id=list(range(4, 12)))
+        kw.update(overrides)
+        return cls(**kw)
+
+    def text_config(self) -> TransformerConfig:
+        """The text stream's :class:`TransformerConfig` (BERT)."""
+        return TransformerConfig(
+            hidden_size=self.hidden_size, num_attention_heads=self.num_attention_heads,
+            num_hidden_layers=self.num_hidden_layers, intermediate_size=self.intermediate_size,
+            vocab_size=self.vocab_size, max_position_embeddings=self.max_position_embeddings,
+            type_vocab_size=self.type_vocab_size, hidden_dropout_prob=self.hidden_dropout_prob,
+            attention_probs_dropout_prob=self.attention_probs_dropout_prob, layer_norm_eps=self.layer_norm_eps,
+            hidden_act=self.hidden_act, initializer_range=self.initializer_range,
+        )
+
+    def visual_config(self) -> TransformerConfig:
+        """The visual stream's :class:`TransformerConfig` (``BertImageLayer``: width ``v_hidden_size``)."""
+        return TransformerConfig(
+            hidden_size=self.v_hidden_size, num_attention_heads=self.v_num_attention_heads,
+            num_hidden_layers=self.v_num_hidden_layers, intermediate_size=self.v_intermediate_size,
+            vocab_size=1, max_position_embeddings=1, type_vocab_size=1,
+            hidden_dropout_prob=self.v_hidden_dropout_prob,
+            attention_probs_dropout_prob=self.v_attention_probs_dropout_prob, layer_norm_eps=self.layer_norm_eps,
+            hidden_act=self.v_hidden_act, initializer_range=self.initializer_range,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def layer_schedule(config: ViLBERTConfig) -> list[tuple[str, int]]:
+    """The order in which the encoder runs its layers: ``("t", i)`` text layer i, ``("v", j)``
+    visual layer j, ``("c", k)`` co-attention layer k.
+
+    The original's rule (``BertEncoder.forward``): for the k-th Co-TRM, run the visual layers from
+    where the previous step stopped up to ``v_biattention_id[k] - 1``, the text layers up to
+    ``t_biattention_id[k] - 1``, then Co-TRM k; after the last Co-TRM, the remaining layers of each
+    stream. 6/6: text 0-5, C0, (V0, T6), C1, ..., (V4, T10), C5, (V5, T11).
+    """
+    out: list[tuple[str, int]] = []
+    v_start = t_start = 0
+    for k, (v_end, t_end) in enumerate(zip(config.v_biattention_id, config.t_biattention_id)):
+        out += [("v", j) for j in range(v_start, v_end)]
+        out += [("t", i) for i in range(t_start, t_end)]
+        out.append(("c", k))
+        v_start, t_start = v_end, t_end
+    out += [("v", j) for j in range(v_start, config.v_num_hidden_layers)]
+    out += [("t", i) for i in range(t_start, config.num_hidden_layers)]
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Visual embedding
+# --------------------------------------------------------------------------------------------------
+class ImageEmbeddings(nn.Module):
+    """``BertImageEmbeddings``: Linear(F -> Dv) on the feature + Linear(5 -> Dv) on the location,
+    summed, LayerNorm, dropout. No position or type embedding on the visual side."""
+
+    def __init__(self, config: ViLBERTConfig):
+        super().__init__()
+        self.config = config
+        self.image_embeddings = nn.Linear(config.v_feature_size, config.v_hidden_size)
+        self.image_location_embeddings = nn.Linear(5, config.v_hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.v_hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.v_hidden_dropout_prob)
+
+    def forward(self, features: Tensor, locations: Tensor) -> Tensor:
+        """features (B, N, F), locations (B, N, 5) -> (B, N, Dv). Inputs are checked by the model."""
+        x = self.image_embeddings(features) + self.image_location_embeddings(locations)  # (B, N, Dv)
+        return self.dropout(self.LayerNorm(x))
+
+
+# --------------------------------------------------------------------------------------------------
+# Co-attention (Co-TRM)
+# --------------------------------------------------------------------------------------------------
+class BiAttention(nn.Module):
+    """``BertBiAttention``: the two cross-attentions of a Co-TRM.
+
+    Each stream is projected once to queries, keys and values of width Db (``query1/key1/value1``
+    from the visual stream, ``query2/key2/value2`` from the text stream). Visual queries (query1)
+    attend over text keys/values (key2/value2) with the text padding mask; text queries (query2)
+    attend over visual keys/values (key1/value1) with the visual padding mask.
+    """
+
+    def __init__(self, config: ViLBERTConfig):
+        super().__init__()
+        self.num_heads = config.bi_num_attention_heads
+        self.head_size = config.bi_hidden_size // config.bi_num_attention_heads
+        self.all_head_size = config.bi_hidden_size
+        self.query1 = nn.Linear(config.v_hidden_size, config.bi_hidden_size)
+        self.key1 = nn.Linear(config.v_hidden_size, config.bi_hidden_size)
+        self.value1 = nn.Linear(config.v_hidden_size, config.bi_hidden_size)
+        self.dropout1 = nn.Dropout(config.v_attention_probs_dropout_prob)
+        self.query2 = nn.Linear(config.hidden_size, config.bi_hidden_size)
+        self.key2 = nn.Linear(config.hidden_size, config.bi_hidden_size)
+        self.value2 = nn.Linear(config.hidden_size, config.bi_hidden_size)
+        self.dropout2 = nn.Dropout(config.attention_probs_dropout_prob)
+
+    def _heads(self, x: Tensor) -> Tensor:
+        B, L, _ = x.shape
+        return x.view(B, L, self.num_heads, self.head_size).transpose(1, 2)  # (B, H, L, Db/H)
+
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor, keep: Tensor | None, dropout: nn.Dropout) -> tuple[Tensor, Tensor]:
+        scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_size)  # (B, H, Lq, Lk)
+        if keep is not None:
+            scores = scores + additive_attention_mask(keep, scores.dtype)  # (B, 1, 1, Lk)
+        probs = scores.softmax(-1)  # (B, H, Lq, Lk)
+        ctx = dropout(probs) @ v  # (B, H, Lq, Db/H)
+        B, _, Lq, _ = ctx.shape
+        return ctx.transpose(1, 2).reshape(B, Lq, self.all_head_size), probs  # (B, Lq, Db)
+
+    def forward(self, visual: Tensor, visual_mask: Tensor | None, text: Tensor, text_mask: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """visual (B, N, Dv), text (B, T, D), keep masks (B, N) / (B, T) ->
+        ``(visual_ctx (B, N, Db), text_ctx (B, T, Db), v2t_probs (B, H, N, T), t2v_probs (B, H, T, N))``."""
+        q1, k1, v1 = (self._heads(m(visual)) for m in (self.query1, self.key1, self.value1))  # (B, H, N, Db/H)
+        q2, k2, v2 = (self._heads(m(text)) for m in (self.query2, self.key2, self.value2))  # (B, H, T, Db/H)
+        visual_ctx, v2t = self._attend(q1, k2, v2, text_mask, self.dropout2)  # regions look at words
+        text_ctx, t2v = self._attend(q2, k1, v1, visual_mask, self.dropout1)  # words look at regions
+        return visual_ctx, text_ctx, v2t, t2v
+
+
+class BiOutput(nn.Module):
+    """``BertBiOutput``: each stream's attended context -> dense -> dropout -> + residual -> LayerNorm.
+
+    ``dense1``/``LayerNorm1`` map into the visual width, ``dense2``/``LayerNorm2`` into the text
+    width. ``q_dense1``/``q_dense2`` exist in every original checkpoint but the original forward never
+    uses them; they are kept (and left unused) so checkpoints load strictly.
+    """
+
+    def __init__(self, config: ViLBERTConfig):
+        super().__init__()
+        self.dense1 = nn.Linear(config.bi_hidden_size, config.v_hidden_size)
+        self.LayerNorm1 = nn.LayerNorm(config.v_hidden_size, eps=config.layer_norm_eps)
+        self.dropout1 = nn.Dropout(config.v_hidden_dropout_prob)
+        self.q_dense1 = nn.Linear(config.bi_hidden_size, config.v_hidden_size)  # unused, as in the original
+        self.q_dropout1 = nn.Dropout(config.v_hidden_dropout_prob)
+        self.dense2 = nn.Linear(config.bi_hidden_size, config.hidden_size)
+        self.LayerNorm2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout2 = nn.Dropout(config.hidden_dropout_prob)
+        self.q_dense2 = nn.Linear(config.bi_hidden_size, config.hidden_size)  # unused, as in the original
+        self.q_dropout2 = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, visual_ctx: Tensor, visual: Tensor, text_ctx: Tensor, text: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, N, Db), (B, N, Dv), (B, T, Db), (B, T, D) -> (B, N, Dv), (B, T, D)."""
+        v = self.LayerNorm1(visual + self.dropout1(self.dense1(visual_ctx)))
+        t = self.LayerNorm2(text + self.dropout2(self.dense2(text_ctx)))
+        return v, t
+
+
+class ConnectionLayer(nn.Module):
+    """``BertConnectionLayer`` (Co-TRM): bi-attention, bi-output, then a feed-forward block per stream."""
+
+    def __init__(self, config: ViLBERTConfig):
+        super().__init__()
+        self.biattention = BiAttention(config)
+        self.biOutput = BiOutput(config)
+        self.v_intermediate = Intermediate(config.v_hidden_size, config.v_intermediate_size, config.v_hidden_act)
+        self.v_output = Output(config.v_intermediate_size, config.v_hidden_size, config.layer_norm_eps, config.v_hidden_dropout_prob)
+        self.t_intermediate = Intermediate(config.hidden_size, config.intermediate_size, config.hidden_act)
+        self.t_output = Output(config.intermediate_size, config.hidden_size, config.layer_norm_eps, config.hidden_dropout_prob)
+
+    def forward(self, visual: Tensor, visual_mask: Tensor | None, text: Tensor, text_mask: Tensor | None):
+        """-> ``(visual (B, N, Dv), text (B, T, D), (v2t (B, H, N, T), t2v (B, H, T, N)))``."""
+        visual_ctx, text_ctx, v2t, t2v = self.biattention(visual, visual_mask, text, text_mask)
+        v, t = self.biOutput(visual_ctx, visual, text_ctx, text)
+        v = self.v_output(self.v_intermediate(v), v)
+        t = self.t_output(self.t_intermediate(t), t)
+        return v, t, (v2t, t2v)
+
+
+# --------------------------------------------------------------------------------------------------
+# Encoder, poolers, model
+# --------------------------------------------------------------------------------------------------
+class ViLBERTEncoder(nn.Module):
+    """``BertEncoder`` of ViLBERT: ``layer`` (text), ``v_layer`` (visual), ``c_layer`` (Co-TRM),
+    run in the order of :func:`layer_schedule`."""
+
+    def __init__(self, config: ViLBERTConfig):
+        super().__init__()
+        self.config = config
+        tc, vc = config.text_config(), config.visual_config()
+        self.layer = nn.ModuleList(TransformerLayer(tc) for _ in range(config.num_hidden_layers))
+        self.v_layer = nn.ModuleList(TransformerLayer(vc) for _ in range(config.v_num_hidden_layers))
+        self.c_layer = nn.ModuleList(ConnectionLayer(config) for _ in range(len(config.v_biattention_id)))
+        self.schedule = layer_schedule(config)
+
+    def forward(self, text: Tensor, visual: Tensor, text_mask: Tensor | None, visual_mask: Tensor | None,
+                output_attentions: bool = False) -> dict[str, Any]:
+        """text (B, T, D), visual (B, N, Dv), keep masks (B, T), (B, N) ->
+        ``{"text": (B, T, D), "visual": (B, N, Dv), "co_attentions": [(v2t, t2v) per Co-TRM] or None}``."""
+        co = [] if output_attentions else None
+        for kind, i in self.schedule:
+            if kind == "t":
+                text, _ = self.layer[i](text, text_mask)
+            elif kind == "v":
+                visual, _ = self.v_layer[i](visual, visual_mask)
+            else:
+                visual, text, probs = self.c_layer[i](visual, visual_mask, text, text_mask)
+                if co is not None:
+                    co.append(probs)
+        return {"text": text, "visual": visual, "co_attentions": co}
+
+
+class ReLUPooler(nn.Module):
+    """``BertTextPooler`` / ``BertImagePooler``: the first token -> Linear(width -> Db) -> ReLU."""
+
+    def __init__(self, in_size: int, out_size: int):
+        super().__init__()
+        self.dense = nn.Linear(in_size, out_size)
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        """(B, L, width) -> (B, Db)."""
+        return F.relu(self.dense(hidden[:, 0]))
+
+
+def _shape(x: Any) -> Any:
+    return tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+
+
+class ViLBERTModel(nn.Module):
+    """``BertModel`` of ViLBERT (the ``bert.*`` part of a checkpoint): embeddings, encoder, poolers.
+
+    Initialised BERT-style (normal std 0.02, LayerNorm 1/0) like the original ``init_bert_weights``.
+    """
+
+    def __init__(self, config: ViLBERTConfig):
+        super().__init__()
+        self.config = config
+        self.embeddings = TextEmbeddings(config.text_config())
+        if config.task_specific_tokens:
+            self.embeddings.task_embeddings = nn.Embedding(config.num_task_tokens, config.hidden_size)
+        self.v_embeddings = ImageEmbeddings(config)
+        self.encoder = ViLBERTEncoder(config)
+        self.t_pooler = ReLUPooler(config.hidden_size, config.bi_hidden_size)
+        self.v_pooler = ReLUPooler(config.v_hidden_size, config.bi_hidden_size)
+
+    def check_inputs(self, input_ids: Tensor, features: Tensor, locations: Tensor,
+                     attention_mask: Tensor | None, image_attention_mask: Tensor | None) -> None:
+        """Raise a ValueError naming the expected shape/range before any matrix product (P8, P2)."""
+        cfg = self.config
+        if not isinstance(input_ids, Tensor) or input_ids.ndim != 2:
+            raise ValueError(f"input_ids must have shape (B, T), got {_shape(input_ids)}")
+        if not isinstance(features, Tensor) or features.ndim != 3:
+            raise ValueError(f"features must have shape (B, N, F) with F = v_feature_size = {cfg.v_feature_size}, got {_shape(features)}")
+        if features.shape[-1] != cfg.v_feature_size:
+            raise ValueError(f"region features have width {features.shape[-1]} but the model is configured for "
+                             f"v_feature_size = {cfg.v_feature_size}")
+        B, N, _ = features.shape
+        if input_ids.shape[0] != B:
+            raise ValueError(f"batch mismatch: input_ids has {input_ids.shape[0]} rows but features has {B} "
+                             f"(input_ids {tuple(input_ids.shape)}, features {tuple(features.shape)})")
+        if not isinstance(locations, Tensor) or tuple(locations.shape) != (B, N, 5):
+            raise ValueError(f"locations must have shape (B, N, 5) = ({B}, {N}, 5) "
+                             f"([x1/W, y1/H, x2/W, y2/H, area/(W*H)]), got {_shape(locations)}")
+        validate_xyxy(locations[..., :4], normalized=True, name="locations[..., :4] (normalized x1, y1, x2, y2)")
+        a = locations[..., 4]
+        if bool(((a < -1e-6) | (a > 1 + 1e-6)).any()):
+            raise ValueError("locations[..., 4] is the relative area (x2-x1)(y2-y1)/(W*H) and must lie in [0, 1]")
+        T = input_ids.shape[1]
+        if attention_mask is not None and tuple(attention_mask.shape) != (B, T):
+            raise ValueError(f"attention_mask must have shape (B, T) = ({B}, {T}), got {_shape(attention_mask)}")
+        if image_attention_mask is not None and tuple(image_attention_mask.shape) != (B, N):
+            raise ValueError(f"image_attention_mask must have shape (B, N) = ({B}, {N}), got {_shape(image_attention_mask)}")
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        features: Tensor,
+        locations: Tensor,
+        token_type_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        image_attention_mask: Tensor | None = None,
+        task_ids: Tensor | None = None,
+        output_attentions: bool = False,
+    ) -> dict[str, Any]:
+        """Encode text and regions.
+
+        Args:
+            input_ids: (B, T) word-piece ids ([CLS] first).
+            features: (B, N, F) region features, the global image token first (see :func:`prepare_regions`).
+            locations: (B, N, 5) ``[x1/W, y1/H, x2/W, y2/H, area/(W*H)]`` in [0, 1].
+            token_type_ids: (B, T), zeros when omitted. attention_mask: (B, T) keep mask.
+            image_attention_mask: (B, N) keep mask (1 = real region, incl. the global token).
+            task_ids: (B, 1) task-token ids (only with ``task_specific_tokens``): a task embedding is
+                inserted after [CLS] (the text grows by one token, as in vilbert-multi-task).
+            output_attentions: also return the co-attention weights.
+
+        Returns:
+            ``{"text": (B, T, D), "visual": (B, N, Dv), "pooled_text": (B, Db), "pooled_visual": (B, Db),
+            "co_attentions": None or a list with one ``(v2t (B, H, N, T), t2v (B, H, T, N))`` per Co-TRM}``.
+
+        Raises:
+            ValueError: feature width other than ``v_feature_size`` (naming both), text/image batch
+                mismatch, locations not (B, N, 5) in [0, 1] with x2 >= x1, masks of the wrong shape.
+        """
+        self.check_inputs(input_ids, features, locations, attention_mask, image_attention_mask)
+        text = self.embeddings(input_ids, token_type_ids)  # (B, T, D)
+        if task_ids is not None:
+            if not self.config.task_specific_tokens:
+                raise ValueError("task_ids given but the config has task_specific_tokens=False")
+            task = self.embeddings.task_embeddings(task_ids.view(-1, 1))  # (B, 1, D)
+            text = torch.cat([text[:, :1], task, text[:, 1:]], dim=1)  # (B, T+1, D)
+            if attention_mask is not None:
+                attention_mask = torch.cat([attention_mask[:, :1], torch.ones_like(attention_mask[:, :1]), attention_mask[:, 1:]], 1)
+        visual = self.v_embeddings(features, locations)  # (B, N, Dv)
+        enc = self.encoder(text, visual, attention_mask, image_attention_mask, output_attentions)
+        return {
+            "text": enc["text"],
+            "visual": enc["visual"],
+            "pooled_text": self.t_pooler(enc["text"]),
+            "pooled_visual": self.v_pooler(enc["visual"]),
+            "co_attentions": enc["co_attentions"],
+        }
+
+
+# --------------------------------------------------------------------------------------------------
+# Pretraining heads
+# --------------------------------------------------------------------------------------------------
+class PredictionHeadTransform(nn.Module):
+    """dense -> activation -> LayerNorm (``BertPredictionHeadTransform`` / ``BertImgPredictionHeadTransform``)."""
+
+    def __init__(self, width: int, act: str, eps: float):
+        super().__init__()
+        self.dense = nn.Linear(width, width)
+        self.act = ACTIVATIONS[act]
+        self.LayerNorm = nn.LayerNorm(width, eps=eps)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.LayerNorm(self.act(self.dense(x)))
+
+
+class LMPredictionHead(nn.Module):
+    """``cls.predictions``: transform, then a decoder whose weight is the word-embedding matrix, plus a bias."""
+
+    def __init__(self, config: ViLBERTConfig, word_embeddings: nn.Embedding):
+        super().__init__()
+        self.transform = PredictionHeadTransform(config.hidden_size, config.hidden_act, config.layer_norm_eps)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.decoder.weight = word_embeddings.weight  # tied
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, T, D) -> (B, T, vocab)."""
+        return self.decoder(self.transform(x)) + self.bias
+
+
+class ImagePredictionHead(nn.Module):
+    """``cls.imagePredictions``: transform at Dv, then Linear(Dv -> C detector classes)."""
+
+    def __init__(self, config: ViLBERTConfig):
+        super().__init__()
+        self.transform = PredictionHeadTransform(config.v_hidden_size, config.v_hidden_act, config.layer_norm_eps)
+        self.decoder = nn.Linear(config.v_hidden_size, config.v_target_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, N, Dv) -> (B, N, C)."""
+        return self.decoder(self.transform(x))
+
+
+class PreTrainingHeads(nn.Module):
+    """``BertPreTrainingHeads`` (``cls.*``): MLM, alignment on the fused pooled vector, region prediction.
+
+    ``bi_seq_relationship`` here gives class 1 = matched (``is_matched``); the original's class 1 is
+    "random caption" and its rows are swapped by the converters (P5).
+    """
+
+    def __init__(self, config: ViLBERTConfig, word_embeddings: nn.Embedding):
+        super().__init__()
+        self.predictions = LMPredictionHead(config, word_embeddings)
+        self.bi_seq_relationship = nn.Linear(config.bi_hidden_size, 2)
+        self.imagePredictions = ImagePredictionHead(config)
+
+
+def fuse(pooled_text: Tensor, pooled_visual: Tensor, method: str = "mul") -> Tensor:
+    """The fused pooled vector (B, Db): element-wise product ("mul", the paper) or sum."""
+    return pooled_text * pooled_visual if method == "mul" else pooled_text + pooled_visual
+
+
+class ViLBERTForPretraining(nn.Module):
+    """``BertForMultiModalPreTraining``: ``bert`` + ``cls``. 533 state-dict keys at the 6/6 size.
+
+    Loss = MLM + ``img_weight`` x masked-region KL + alignment (vl-models.md 1.2).
+    """
+
+    def __init__(self, config: ViLBERTConfig):
+        super().__init__()
+        self.config = config
+        self.bert = ViLBERTModel(config)
+        self.cls = PreTrainingHeads(config, self.bert.embeddings.word_embeddings)
+        self.dropout = nn.Dropout(config.fused_dropout_prob)
+        self.apply(lambda m: init_bert_weights(m, config.initializer_range))
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        features: Tensor,
+        locations: Tensor,
+        token_type_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        image_attention_mask: Tensor | None = None,
+        *,
+        masked_lm_labels: Tensor | None = None,
+        region_targets: Tensor | None = None,
+        region_labels: Tensor | None = None,
+        is_matched: Tensor | None = None,
+        output_attentions: bool = False,
+    ) -> dict[str, Any]:
+        """Scores, and the losses for the targets given.
+
+        Args:
+            input_ids, features, locations, token_type_ids, attention_mask, image_attention_mask:
+                see :meth:`ViLBERTModel.forward` (features with the global token first).
+            masked_lm_labels: (B, T) original id at masked tokens, -100 elsewhere.
+            region_targets: (B, N, C) the detector's class distribution per visual token (row 0, the
+                global token, is ignored). region_labels: (B, N) 1 at masked regions, -100 (or 0) elsewhere.
+            is_matched: (B,) 1 = the caption belongs to the image, 0 = random caption, -100 ignore.
+            output_attentions: return the co-attention weights.
+
+        Returns:
+            ``{"mlm_logits": (B, T, V), "region_logits": (B, N, C), "matching_logits": (B, 2) (class 1 =
+            matched), "pooled": (B, Db), "co_attentions", and "loss", "mlm_loss", "region_loss",
+            "matching_loss" for the targets given}``. The masked losses drop mismatched pairs unless
+            ``config.masked_loss_on_mismatched`` (P4). A batch without a masked region gives a
+            region loss of exactly 0 with finite gradients (P1).
+
+        Raises:
+            ValueError: see :meth:`ViLBERTModel.forward`; targets of the wrong shape.
+        """
+        out = self.bert(input_ids, features, locations, token_type_ids, attention_mask, image_attention_mask,
+                        output_attentions=output_attentions)
+        pooled = self.dropout(fuse(out["pooled_text"], out["pooled_visual"], self.config.fusion_method))  # (B, Db)
+        res: dict[str, Any] = {
+            "mlm_logits": self.cls.predictions(out["text"]),
+            "region_logits": self.cls.imagePredictions(out["visual"]),
+            "matching_logits": self.cls.bi_seq_relationship(pooled),
+            "pooled": pooled,
+            "co_attentions": out["co_attentions"],
+        }
+        B, N = features.shape[:2]
+        drop = is_matched is not None and not self.config.masked_loss_on_mismatched
+        losses = []
+        if masked_lm_labels is not None:
+            labels = drop_mismatched_labels(masked_lm_labels, is_matched) if drop else masked_lm_labels
+            res["mlm_loss"] = mlm_loss(res["mlm_logits"], labels)
+            losses.append(res["mlm_loss"])
+        if region_targets is not None or region_labels is not None:
+            if region_targets is None or region_labels is None:
+                raise ValueError("the region loss needs both region_targets (B, N, C) and region_labels (B, N)")
+            C = self.config.v_target_size
+            if tuple(region_targets.shape) != (B, N, C):
+                raise ValueError(f"region_targets must have shape (B, N, C) = ({B}, {N}, {C}), got {_shape(region_targets)}")
+            if tuple(region_labels.shape) != (B, N):
+                raise ValueError(f"region_labels must have shape (B, N) = ({B}, {N}), got {_shape(region_labels)}")
+            labels = drop_mismatched_labels(region_labels, is_matched) if drop else region_labels
+            masked = labels == 1  # (B, N)
+            # the global token's scores are dropped, as in the original ([:, 1:])
+            res["region_loss"] = region_kl_loss(res["region_logits"][:, 1:], region_targets[:, 1:], masked[:, 1:])
+            losses.append(self.config.img_weight * res["region_loss"])
+        if is_matched is not None:
+            res["matching_loss"] = itm_loss(res["matching_logits"], is_matched.long())
+            losses.append(res["matching_loss"])
+        if losses:
+            res["loss"] = torch.stack(losses).sum()
+        return res
+
+
+# --------------------------------------------------------------------------------------------------
+# Downstream heads
+# --------------------------------------------------------------------------------------------------
+class SimpleClassifier(nn.Module):
+    """``SimpleClassifier``: ``logit_fc`` = Linear(in -> hid), GELU, LayerNorm, Linear(hid -> out)
+    (state-dict indices 0, 2, 3)."""
+
+    def __init__(self, in_dim: int, hid_dim: int, out_dim: int, eps: float = 1e-12):
+        super().__init__()
+        self.logit_fc = nn.Sequential(nn.Linear(in_dim, hid_dim), nn.GELU(), nn.LayerNorm(hid_dim, eps=eps), nn.Linear(hid_dim, out_dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.logit_fc(x)
+
+
+def pair_logits(head: nn.Module, pooled: Tensor, num_pairs: int) -> Tensor:
+    """NLVR2's pair head: rows 2p and 2p+1 are the two images of pair p (same sentence); their fused
+    pooled vectors are concatenated (P, 2 Db) and classified.
+
+    Raises:
+        ValueError: unless ``pooled`` has exactly 2 x ``num_pairs`` rows. (The original silently
+            returned the pretraining alignment logits when the row count was odd.)
+    """
+    if not isinstance(pooled, Tensor) or pooled.ndim != 2 or pooled.shape[0] != 2 * int(num_pairs) or num_pairs < 1:
+        raise ValueError(f"the NLVR2 pair head needs 2 x num_pairs = {2 * int(num_pairs)} encoded rows (two images per "
+                         f"pair, each encoded with the pair's sentence), got pooled of shape {_shape(pooled)}")
+    return head(pooled.reshape(int(num_pairs), 2 * pooled.shape[1]))  # (P, 2)
+
+
+class ViLBERTForVLTasks(nn.Module):
+    """``VILBertForVLTasks``: ``bert``, ``cls`` and the task heads (560 keys with task tokens at 6/6).
+
+    Heads: ``vil_prediction`` (VQA, ``num_labels``), ``vil_prediction_gqa``, ``vil_binary_prediction``
+    (NLVR2, two images per pair), ``vil_logit`` (retrieval), ``vil_tri_prediction`` (SNLI-VE),
+    ``vision_logit`` (referring expressions, per region), ``linguisic_logit`` (sic, per token).
+    """
+
+    def __init__(self, config: ViLBERTConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        self.bert = ViLBERTModel(config)
+        self.cls = PreTrainingHeads(config, self.bert.embeddings.word_embeddings)
+        self.dropout = nn.Dropout(config.fused_dropout_prob)
+        self.vil_prediction = SimpleClassifier(c.bi_hidden_size, 2 * c.bi_hidden_size, c.num_labels, c.layer_norm_eps)
+        self.vil_prediction_gqa = SimpleClassifier(c.bi_hidden_size, 2 * c.bi_hidden_size, c.num_labels_gqa, c.layer_norm_eps)
+        self.vil_binary_prediction = SimpleClassifier(2 * c.bi_hidden_size, 2 * c.bi_hidden_size, 2, c.layer_norm_eps)
+        self.vil_logit = nn.Linear(c.bi_hidden_size, 1)
+        self.vil_tri_prediction = nn.Linear(c.bi_hidden_size, 3)
+        self.vision_logit = nn.Linear(c.v_hidden_size, 1)
+        self.linguisic_logit = nn.Linear(c.hidden_size, 1)
+        self.apply(lambda m: init_bert_weights(m, config.initializer_range))
+
+    def encode(self, input_ids: Tensor, features: Tensor, locations: Tensor, token_type_ids: Tensor | None = None,
+               attention_mask: Tensor | None = None, image_attention_mask: Tensor | None = None,
+               task_ids: Tensor | None = None, output_attentions: bool = False) -> dict[str, Any]:
+        """:meth:`ViLBERTModel.forward` plus ``"pooled"`` (B, Db): the fused, dropped-out pooled vector."""
+        out = self.bert(input_ids, features, locations, token_type_ids, attention_mask, image_attention_mask,
+                        task_ids, output_attentions)
+        out["pooled"] = self.dropout(fuse(out["pooled_text"], out["pooled_visual"], self.config.fusion_method))
+        return out
+
+    def vqa(self, input_ids: Tensor, features: Tensor, locations: Tensor, *, soft_scores: Tensor | None = None,
+            **kwargs: Any) -> dict[str, Tensor]:
+        """VQA: ``vil_prediction`` on the fused pooled vector -> ``{"logits": (B, num_labels)}``; with
+        ``soft_scores`` (B, num_labels) also ``"loss"`` = BCE-with-logits x num_labels."""
+        logits = self.vil_prediction(self.encode(input_ids, features, locations, **kwargs)["pooled"])
+        res = {"logits": logits}
+        if soft_scores is not None:
+            res["loss"] = vqa_bce_loss(logits, soft_scores)
+        return res
+
+    def nlvr2(self, input_ids: Tensor, features: Tensor, locations: Tensor, num_pairs: int, *,
+              labels: Tensor | None = None, **kwargs: Any) -> dict[str, Tensor]:
+        """NLVR2 with each image encoded separately with the same sentence.
+
+        Args:
+            input_ids: (2P, T), the sentence of pair p in rows 2p and 2p+1 (see :func:`repeat_for_pairs`).
+            features, locations: (2P, N, F), (2P, N, 5): left image in row 2p, right in 2p+1.
+            num_pairs: P. labels: (P,) 0/1 (1 = the statement is true).
+
+        Returns:
+            ``{"logits": (P, 2)}`` (+ ``"loss"``, cross-entropy, with labels).
+
+        Raises:
+            ValueError: if the rows are not exactly 2 x ``num_pairs``.
+        """
+        if not isinstance(input_ids, Tensor) or input_ids.ndim != 2 or input_ids.shape[0] != 2 * int(num_pairs):
+            raise ValueError(f"NLVR2 needs 2 x num_pairs = {2 * int(num_pairs)} rows (two images per pair), got input_ids of shape {_shape(input_ids)}")
+        pooled = self.encode(input_ids, features, locations, **kwargs)["pooled"]
+        logits = pair_logits(self.vil_binary_prediction, pooled, num_pairs)
+        res = {"logits": logits}
+        if labels is not None:
+            res["loss"] = F.cross_entropy(logits, labels.long())
+        return res
+
+
+def repeat_for_pairs(input_ids: Tensor, features: Tensor, locations: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """NLVR2 batch (P sentences, two images each) -> one row per image, as ``task_utils`` does.
+
+    Args:
+        input_ids: (P, T). features: (P, 2, N, F). locations: (P, 2, N, 5).
+
+    Returns:
+        ``(input_ids (2P, T), features (2P, N, F), locations (2P, N, 5))``.
+
+    Raises:
+        ValueError: on other shapes.
+    """
+    P = input_ids.shape[0]
+    if features.ndim != 4 or features.shape[:2] != (P, 2) or locations.shape[:2] != (P, 2):
+        raise ValueError(f"features must be (P, 2, N, F) and locations (P, 2, N, 5) with P = {P}, "
+                         f"got {_shape(features)} and {_shape(locations)}")
+    ids = input_ids.repeat_interleave(2, dim=0)  # (2P, T)
+    return ids, features.flatten(0, 1), locations.flatten(0, 1)
+
+
+# --------------------------------------------------------------------------------------------------
+# Region helpers: 5-d location and the global image token
+# --------------------------------------------------------------------------------------------------
+GLOBAL_LOCATION = (0.0, 0.0, 1.0, 1.0, 1.0)
+
+
+def global_image_token(features: Tensor, region_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """The global image token: the mean of the real regions' features, location ``[0, 0, 1, 1, 1]``.
+
+    Args:
+        features: (B, N, F). region_mask: (B, N) 1 = real region (padding is excluded from the mean).
+
+    Returns:
+        ``(feature (B, 1, F), location (B, 1, 5))``.
+    """
+    if region_mask is None:
+        mean = features.mean(1, keepdim=True)
+    else:
+        m = region_mask.to(features.dtype)[..., None]  # (B, N, 1)
+        mean = (features * m).sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp(min=1)  # (B, 1, F)
+    loc = features.new_tensor(GLOBAL_LOCATION).expand(features.shape[0], 1, 5)
+    return mean, loc
+
+
+def prepare_regions(features: Tensor, boxes: Tensor, width: float, height: float,
+                    region_mask: Tensor | None = None) -> dict[str, Tensor]:
+    """What ViLBERT's loaders feed the model: the global token prepended to the regions.
+
+    Args:
+        features: (B, N, F) region features. boxes: (B, N, 4) pixel xyxy boxes inside the W x H image.
+        region_mask: (B, N) 1 = real region.
+
+    Returns:
+        ``{"features": (B, N+1, F), "locations": (B, N+1, 5), "image_attention_mask": (B, N+1)}``.
+
+    Raises:
+        ValueError: boxes with x2 < x1 or y2 < y1, outside the image, or shapes that do not match.
+    """
+    if not isinstance(features, Tensor) or features.ndim != 3:
+        raise ValueError(f"features must have shape (B, N, F), got {_shape(features)}")
+    if not isinstance(boxes, Tensor) or tuple(boxes.shape) != (*features.shape[:2], 4):
+        raise ValueError(f"boxes must have shape (B, N, 4) = {(*features.shape[:2], 4)}, got {_shape(boxes)}")
+    loc = vilbert_location(boxes.to(features.dtype), width, height)  # (B, N, 5)
+    gf, gl = global_image_token(features, region_mask)
+    mask = torch.ones(features.shape[:2], dtype=torch.long, device=features.device) if region_mask is None else region_mask.long()
+    return {
+        "features": torch.cat([gf, features], 1),
+        "locations": torch.cat([gl.to(loc.dtype), loc], 1),
+        "image_attention_mask": torch.cat([torch.ones_like(mask[:, :1]), mask], 1),
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# Checkpoints
+# --------------------------------------------------------------------------------------------------
+def _layer_keys(prefix: str) -> list[str]:
+    keys = []
+    for part in ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
+                 "attention.output.LayerNorm", "intermediate.dense", "output.dense", "output.LayerNorm"):
+        keys += [f"{prefix}.{part}.weight", f"{prefix}.{part}.bias"]
+    return keys
+
+
+def expected_state_dict_keys(config: ViLBERTConfig | None = None, *, tasks: bool = False) -> list[str]:
+    """The original checkpoint's key list, written out from vl-models.md 1.3 (no model is built).
+
+    ``tasks=False``: ``BertForMultiModalPreTraining`` (533 keys at 6/6); ``tasks=True``:
+    ``VILBertForVLTasks`` (560 keys at 6/6 with ``task_specific_tokens``).
+    """
+    c = config or ViLBERTConfig()
+    wb = lambda p: [f"{p}.weight", f"{p}.bias"]  # noqa: E731
+    keys = [f"bert.embeddings.{n}.weight" for n in ("word_embeddings", "position_embeddings", "token_type_embeddings")]
+    if c.task_specific_tokens:
+        keys.append("bert.embeddings.task_embeddings.weight")
+    keys += wb("bert.embeddings.LayerNorm")
+    keys += wb("bert.v_embeddings.image_embeddings") + wb("bert.v_embeddings.image_location_embeddings") + wb("bert.v_embeddings.LayerNorm")
+    for i in range(c.num_hidden_layers):
+        keys += _layer_keys(f"bert.encoder.layer.{i}")
+    for i in range(c.v_num_hidden_layers):
+        keys += _layer_keys(f"bert.encoder.v_layer.{i}")
+    for k in range(len(c.v_biattention_id)):
+        p = f"bert.encoder.c_layer.{k}"
+        for n in ("query1", "key1", "value1", "query2", "key2", "value2"):
+            keys += wb(f"{p}.biattention.{n}")
+        for n in ("dense1", "LayerNorm1", "q_dense1", "dense2", "LayerNorm2", "q_dense2"):
+            keys += wb(f"{p}.biOutput.{n}")
+        keys += wb(f"{p}.v_intermediate.dense") + wb(f"{p}.v_output.dense") + wb(f"{p}.v_output.LayerNorm")
+        keys += wb(f"{p}.t_intermediate.dense") + wb(f"{p}.t_output.dense") + wb(f"{p}.t_output.LayerNorm")
+    keys += wb("bert.t_pooler.dense") + wb("bert.v_pooler.dense")
+    keys += ["cls.predictions.bias"] + wb("cls.predictions.transform.dense") + wb("cls.predictions.transform.LayerNorm")
+    keys += ["cls.predictions.decoder.weight"]
+    keys += wb("cls.bi_seq_relationship")
+    keys += wb("cls.imagePredictions.transform.dense") + wb("cls.imagePredictions.transform.LayerNorm") + wb("cls.imagePredictions.decoder")
+    if tasks:
+        for head in ("vil_prediction", "vil_prediction_gqa", "vil_binary_prediction"):
+            for i in (0, 2, 3):
+                keys += wb(f"{head}.logit_fc.{i}")
+        for head in ("vil_logit", "vil_tri_prediction", "vision_logit", "linguisic_logit"):
+            keys += wb(head)
+    return keys
+
+
+_ALIGN = ("cls.bi_seq_relationship.weight", "cls.bi_seq_relationship.bias")
+
+
+def _strip_prefixes(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    out = {}
+    for k, v in state_dict.items():
+        if k.startswith("module."):  # DataParallel
+            k = k[len("module."):]
+        if k.startswith("model."):  # MMF: model.bert.* / model.cls.*
+            k = k[len("model."):]
+        out[k] = v
+    return out
+
+
+def from_original_state_dict(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """An original ViLBERT state dict (vilbert-multi-task, vilbert_beta, MMF) -> this module's.
+
+    Strips ``module.`` and MMF's ``model.``; swaps the two rows of ``cls.bi_seq_relationship`` so
+    that class 1 means "matched" (the original's class 1 is "random caption"; P5). Key names are
+    otherwise the same.
+    """
+    sd = _strip_prefixes(state_dict)
+    if "checkpoint" in sd or "model_state_dict" in sd:
+        raise ValueError("this looks like a training checkpoint; pass its 'model_state_dict' entry")
+    for k in _ALIGN:
+        if k in sd:
+            sd[k] = sd[k].flip(0).clone()
+    return sd
+
+
+def to_original_state_dict(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """This module's state dict -> the original naming and polarity (class 1 = random caption).
+
+    Tensors are cloned and made contiguous, so tied weights (word embeddings / MLM decoder) become
+    separate tensors, as safetensors requires.
+    """
+    sd = {k: v.detach().contiguous().clone() for k, v in state_dict.items()}
+    for k in _ALIGN:
+        if k in sd:
+            sd[k] = sd[k].flip(0).contiguous()
+    return sd
+
+
+def load_original_checkpoint(model: nn.Module, path_or_state: Any, strict: bool = True) -> tuple[list[str], list[str]]:
+    """Load an original ViLBERT checkpoint (a ``.bin``/``.pt`` file, a ``.safetensors`` file or a
+    state dict) into :class:`ViLBERTForPretraining` or :class:`ViLBERTForVLTasks`.
+
+    Returns:
+        ``(missing, unexpected)`` keys (empty with ``strict``; loading a pretraining file into the
+        task model with ``strict=False`` reports the task heads missing, as the original loader does).
+
+    Raises:
+        ValueError: a shape mismatch (naming the key and both shapes) or, with ``strict``, missing or
+            unexpected keys.
+    """
+    if isinstance(path_or_state, Mapping):
+        sd = dict(path_or_state)
+    else:
+        p = str(path_or_state)
+        if p.endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            sd = load_file(p)
+        else:
+            sd = torch.load(p, map_location="cpu", weights_only=True)
+            if isinstance(sd, Mapping) and "model_state_dict" in sd:
+                sd = sd["model_state_dict"]
+    sd = from_original_state_dict(sd)
+    own = model.state_dict()
+    for k, v in sd.items():
+        if k in own and tuple(own[k].shape) != tuple(v.shape):
+            raise ValueError(f"{k}: checkpoint shape {tuple(v.shape)} but the model expects {tuple(own[k].shape)}")
+    missing = sorted(set(own) - set(sd))
+    unexpected = sorted(set(sd) - set(own))
+    if strict and (missing or unexpected):
+        raise ValueError(f"ViLBERT checkpoint does not fit: missing {missing[:10]}, unexpected {unexpected[:10]}")
+    model.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=False)
+    return missing, unexpected
+
+
+def save_original_checkpoint(model: nn.Module, path: str) -> None:
+    """Write the model's weights in the original naming and polarity as a ``.safetensors`` file."""
+    from safetensors.torch import save_file
+
+    save_file(to_original_state_dict(model.state_dict()), str(path))
+
+
+__all__ += ["ReLUPooler", "PreTrainingHeads", "SimpleClassifier", "pair_logits", "repeat_for_pairs", "fuse",
+            "GLOBAL_LOCATION", "IGNORE_INDEX"]

@@ -1,0 +1,768 @@
+"""VL-BERT (Su et al., ICLR 2020): one BERT over words and regions, with a visual feature embedding.
+
+Read top-down: the config, the geometry embedding of a box, the image feature extractor's
+``obj_downsample``, the sequence layout (packing text, regions and [END]), the encoder model
+``vlbert`` with its MLM and masked-RoI-classification heads, the pretraining wrapper, masking
+helpers (pixels vs features) and the checkpoint converters.
+
+Faithful to jackroos/VL-BERT (``common/visual_linguistic_bert.py``, ``common/fast_rcnn.py``,
+``common/utils/bbox.py``, ``pretrain/modules/resnet_vlbert_for_pretraining_multitask.py``); see
+vl-models.md section 4. Written in our own words from those facts.
+
+Input sequence (pitfall P11)::
+
+    [CLS] w1 ... [SEP] (text B [SEP])  [IMG]_0 [IMG]_1 ... [IMG]_n  [END]
+    segment: 0 (A) / 1 (B)              2 2 ... 2                    2
+    position: 0 .. T-1                  T T ... T                    T+1
+
+Region 0 is always the whole image. Every token's input = token embedding + visual feature
+embedding + segment + position, then LayerNorm and dropout:
+
+* token embedding: the word embedding for words; one learned ``object_linguistic_embeddings``
+  vector (the [IMG] token) for every region, or ``object_mask_word_embedding`` for a masked region;
+  ``end_embedding`` for [END] (which has no visual part);
+* visual feature embedding: geometry (sin/cos of the box) concatenated with the appearance
+  feature -> Dropout -> Linear -> ReLU (``image_feature_extractor.obj_downsample``), then
+  ``visual_ln_object`` for regions; words get the *whole image's* visual embedding through
+  ``visual_ln_text``. Both LayerNorm weights start at 0, so the untrained model is exactly BERT
+  and ignores the image until training fades it in.
+
+Pretraining: MLM with visual clues and masked RoI classification with linguistic clues (soft
+cross-entropy to the detector's class scores). A masked RoI is hidden *before the detector* in the
+end-to-end mode (its pixels are zeroed, so neither its feature nor the whole-image feature shows it;
+:func:`mask_regions_in_pixels`), or its appearance feature is replaced by the trainable
+``object_mask_visual_embedding`` (precomputed-feature mode). No image-text matching: the released
+configs set ``WITH_REL_LOSS: false`` (the paper found it hurt downstream results).
+
+Shapes: B batch, T text tokens, N regions (whole image first), L = packed length, D hidden width,
+F appearance width, G geometry width (8 x ``geometry_dim``), C detector classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from vlp_course.boxes import validate_xyxy
+from vlp_course.models.blocks import ACTIVATIONS, Encoder, Pooler, TransformerConfig, init_bert_weights
+from vlp_course.pretraining.losses import mlm_loss, soft_cross_entropy
+
+__all__ = [
+    "VLBERTConfig",
+    "geometry_embedding",
+    "ImageFeatureExtractor",
+    "SequenceLayout",
+    "sequence_layout",
+    "VisualLinguisticBert",
+    "VLBERTForPretraining",
+    "whole_image_boxes",
+    "mask_regions_in_pixels",
+    "expected_state_dict_keys",
+    "from_original_state_dict",
+    "to_original_state_dict",
+    "load_original_checkpoint",
+    "save_original_checkpoint",
+]
+
+
+# --------------------------------------------------------------------------------------------------
+# Config
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class VLBERTConfig:
+    """VL-BERT's sizes; defaults are ``cfgs/pretrain/base_prec_4x16G_fp32.yaml`` (VL-BERT-base,
+    precomputed features).
+
+    ``visual_feature_size`` F is the appearance width (2048 for the ResNet-101 C5 head);
+    ``geometry_dim`` the number of sin/cos frequencies per box coordinate (256, so the geometry
+    embedding has 4 x 2 x 256 = 2048 values); ``visual_region_classes`` the detector's classes (1601
+    with background). ``visual_scale_*_init`` are the initial weights of the two visual LayerNorms (0).
+
+    Raises:
+        ValueError: on non-positive sizes, a hidden size not divisible by the heads, fewer than 3
+            segment types, or an unknown activation.
+    """
+
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 3
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+    visual_feature_size: int = 2048
+    geometry_dim: int = 256
+    visual_region_classes: int = 1601
+    visual_scale_text_init: float = 0.0
+    visual_scale_object_init: float = 0.0
+    obj_downsample_dropout: float = 0.1
+    with_pooler: bool = False
+    with_mlm_head: bool = True
+    with_mvrc_head: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "hidden_size", "num_attention_heads", "intermediate_size", "max_position_embeddings",
+                     "visual_feature_size", "geometry_dim", "visual_region_classes"):
+            if int(getattr(self, name)) <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads ({self.num_attention_heads})")
+        if self.type_vocab_size < 3:
+            raise ValueError(f"VL-BERT needs type_vocab_size >= 3 (segments A, B and C = image), got {self.type_vocab_size}")
+        if self.hidden_act not in ACTIVATIONS:
+            raise ValueError(f"hidden_act must be one of {sorted(ACTIVATIONS)}, got {self.hidden_act!r}")
+
+    @property
+    def geometry_size(self) -> int:
+        """G = 4 coordinates x (sin, cos) x ``geometry_dim``."""
+        return 8 * self.geometry_dim
+
+    def transformer_config(self) -> TransformerConfig:
+        return TransformerConfig(
+            hidden_size=self.hidden_size, num_attention_heads=self.num_attention_heads,
+            num_hidden_layers=self.num_hidden_layers, intermediate_size=self.intermediate_size,
+            vocab_size=self.vocab_size, max_position_embeddings=self.max_position_embeddings,
+            type_vocab_size=self.type_vocab_size, hidden_dropout_prob=self.hidden_dropout_prob,
+            attention_probs_dropout_prob=self.attention_probs_dropout_prob, layer_norm_eps=self.layer_norm_eps,
+            hidden_act=self.hidden_act, initializer_range=self.initializer_range,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _shape(x: Any) -> Any:
+    return tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+
+
+def _image_sizes(image_size: Any, batch: int, device, dtype) -> Tensor:
+    """(W, H) or (B, 2) -> (B, 2) tensor of positive sizes."""
+    s = torch.as_tensor(image_size, dtype=dtype, device=device)
+    if s.ndim == 1 and s.shape[0] == 2:
+        s = s.expand(batch, 2)
+    if s.ndim != 2 or tuple(s.shape) != (batch, 2):
+        raise ValueError(f"image_size must be (W, H) or a (B, 2) = ({batch}, 2) tensor of (W, H), got {tuple(s.shape)}")
+    if not bool((s > 0).all()):
+        raise ValueError("image width and height must be positive")
+    return s
+
+
+# --------------------------------------------------------------------------------------------------
+# Geometry embedding and the visual feature embedding
+# --------------------------------------------------------------------------------------------------
+def geometry_embedding(boxes: Tensor, image_size: Any, dim: int = 256) -> Tensor:
+    """VL-BERT's sin/cos embedding of box geometry (``common/utils/bbox.py`` ``coordinate_embeddings``).
+
+    The pixel box (x1, y1, x2, y2) becomes (x_c, y_c, w, h), each divided by the image's W (x_c, w)
+    or H (y_c, h) and multiplied by 100. Each of the four values p is encoded with ``dim``
+    frequencies: ``sin(p / 1000^(i/dim))`` for i = 0..dim-1, then ``cos`` of the same. The output
+    is ``[sin(x_c) (dim), cos(x_c) (dim), sin(y_c), cos(y_c), sin(w), cos(w), sin(h), cos(h)]``.
+
+    Args:
+        boxes: (B, N, 4) pixel xyxy boxes inside the image. image_size: (W, H) or (B, 2).
+        dim: frequencies per coordinate (256 in VL-BERT).
+
+    Returns:
+        (B, N, 8 * dim).
+
+    Raises:
+        ValueError: boxes not (B, N, 4), x2 < x1 or y2 < y1, outside the image, or bad sizes.
+    """
+    if not isinstance(boxes, Tensor) or boxes.ndim != 3 or boxes.shape[-1] != 4:
+        raise ValueError(f"boxes must have shape (B, N, 4) (pixel x1, y1, x2, y2), got {_shape(boxes)}")
+    b = boxes.float() if not boxes.is_floating_point() else boxes
+    B, N, _ = b.shape
+    size = _image_sizes(image_size, B, b.device, b.dtype)  # (B, 2)
+    validate_xyxy(b, normalized=False, name="boxes (pixel x1, y1, x2, y2)")
+    wh = size[:, None, :]  # (B, 1, 2)
+    if bool((b[..., 0::2] > wh[..., :1] + 1e-4).any() or (b[..., 1::2] > wh[..., 1:] + 1e-4).any()):
+        raise ValueError("boxes (pixel x1, y1, x2, y2) must lie inside the image [0, W] x [0, H]")
+    x1, y1, x2, y2 = b.unbind(-1)  # (B, N) each
+    W, H = size[:, 0:1], size[:, 1:2]  # (B, 1)
+    pos = torch.stack([(x1 + x2) / 2 / W, (y1 + y2) / 2 / H, (x2 - x1) / W, (y2 - y1) / H], -1) * 100  # (B, N, 4)
+    freq = 1000.0 ** (torch.arange(dim, dtype=b.dtype, device=b.device) / dim)  # (dim,)
+    angle = pos[..., None] / freq  # (B, N, 4, dim)
+    return torch.cat([angle.sin(), angle.cos()], -1).reshape(B, N, 8 * dim)  # (B, N, 4 * 2dim)
+
+
+class ImageFeatureExtractor(nn.Module):
+    """The part of VL-BERT's ``FastRCNN`` that exists with precomputed features: ``obj_downsample``
+    = Dropout, Linear(G + F -> D), ReLU on ``[geometry embedding, appearance]`` (geometry first)."""
+
+    def __init__(self, config: VLBERTConfig):
+        super().__init__()
+        self.config = config
+        self.obj_downsample = nn.Sequential(
+            nn.Dropout(config.obj_downsample_dropout),
+            nn.Linear(config.geometry_size + config.visual_feature_size, config.hidden_size),
+            nn.ReLU(),
+        )
+
+    def forward(self, features: Tensor, boxes: Tensor, image_size: Any) -> Tensor:
+        """features (B, N, F), pixel boxes (B, N, 4), (W, H) -> visual embeddings (B, N, D)."""
+        geo = geometry_embedding(boxes, image_size, self.config.geometry_dim).to(features.dtype)  # (B, N, G)
+        return self.obj_downsample(torch.cat([geo, features], -1))  # (B, N, D)
+
+
+# --------------------------------------------------------------------------------------------------
+# Sequence layout
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class SequenceLayout:
+    """Where each token of the packed sequence comes from (``VisualLinguisticBert.embedding``).
+
+    Attributes:
+        is_text, is_object, is_end: (B, L) bool.
+        token_type_ids: (B, L): text segments, 2 for every [IMG] and [END].
+        position_ids: (B, L): text 0..T'-1, every [IMG] T', [END] T'+1 (T' = real text length); 0 on
+            the padding after [END] (the original used the slot index there; it is masked either way).
+        attention_mask: (B, L) 1 up to and including [END], 0 after (padding of shorter rows).
+        text_end, object_end: (B, 1) index of the first [IMG] and of [END].
+    """
+
+    is_text: Tensor
+    is_object: Tensor
+    is_end: Tensor
+    token_type_ids: Tensor
+    position_ids: Tensor
+    attention_mask: Tensor
+    text_end: Tensor
+    object_end: Tensor
+
+
+def sequence_layout(text_mask: Tensor, text_token_type_ids: Tensor, object_mask: Tensor) -> SequenceLayout:
+    """Pack each row "seamlessly": its real words, then its real regions, then [END]; the padding
+    inside the text and the regions is squeezed out and the rows padded at the end.
+
+    Args:
+        text_mask: (B, T) 1 = real word piece. text_token_type_ids: (B, T). object_mask: (B, N) 1 = real region.
+
+    Returns:
+        a :class:`SequenceLayout` with L = max over rows of (words + regions) + 1.
+    """
+    tm, om = text_mask.bool(), object_mask.bool()
+    B = tm.shape[0]
+    text_end = tm.sum(1, keepdim=True)  # (B, 1)
+    object_end = text_end + om.sum(1, keepdim=True)  # (B, 1)
+    L = int(object_end.max()) + 1 if B else 1
+    grid = torch.arange(L, device=tm.device)[None, :].expand(B, L)  # (B, L)
+    is_text = grid < text_end
+    is_object = (grid >= text_end) & (grid < object_end)
+    is_end = grid == object_end
+    types = torch.zeros(B, L, dtype=torch.long, device=tm.device)
+    types[is_text] = text_token_type_ids.long()[tm]
+    types[is_object | is_end] = 2
+    pos = grid.clone()
+    pos = torch.where(is_object, text_end.expand(B, L), pos)
+    pos = torch.where(is_end, (text_end + 1).expand(B, L), pos)
+    pos = torch.where(grid > object_end, torch.zeros_like(pos), pos)  # padding after [END]: 0 (masked anyway)
+    mask = (grid <= object_end).long()
+    return SequenceLayout(is_text, is_object, is_end, types, pos, mask, text_end, object_end)
+
+
+# --------------------------------------------------------------------------------------------------
+# The encoder model ``vlbert`` and its heads
+# --------------------------------------------------------------------------------------------------
+class _Transform(nn.Module):
+    def __init__(self, width: int, act: str, eps: float, layer_norm: bool = True):
+        super().__init__()
+        self.dense = nn.Linear(width, width)
+        self.act = ACTIVATIONS[act]
+        if layer_norm:
+            self.LayerNorm = nn.LayerNorm(width, eps=eps)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.act(self.dense(x))
+        return self.LayerNorm(x) if hasattr(self, "LayerNorm") else x
+
+
+class MLMPredictions(nn.Module):
+    """``mlm_head.predictions``: transform (dense, GELU, LayerNorm), decoder tied to the word embeddings, bias."""
+
+    def __init__(self, config: VLBERTConfig, word_embeddings: nn.Embedding):
+        super().__init__()
+        self.transform = _Transform(config.hidden_size, config.hidden_act, config.layer_norm_eps)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.decoder.weight = word_embeddings.weight
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.decoder(self.transform(x)) + self.bias
+
+
+class MLMHead(nn.Module):
+    def __init__(self, config: VLBERTConfig, word_embeddings: nn.Embedding):
+        super().__init__()
+        self.predictions = MLMPredictions(config, word_embeddings)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, T, D) -> (B, T, vocab)."""
+        return self.predictions(x)
+
+
+class MVRCHead(nn.Module):
+    """``mvrc_head``: dense + GELU (no LayerNorm), then ``region_cls_pred`` Linear(D -> C)."""
+
+    def __init__(self, config: VLBERTConfig):
+        super().__init__()
+        self.transform = _Transform(config.hidden_size, config.hidden_act, config.layer_norm_eps, layer_norm=False)
+        self.region_cls_pred = nn.Linear(config.hidden_size, config.visual_region_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, N, D) -> (B, N, C)."""
+        return self.region_cls_pred(self.transform(x))
+
+
+class VisualLinguisticBert(nn.Module):
+    """``vlbert``: embeddings, visual LayerNorms, BERT encoder, optional pooler, MLM and MVRC heads.
+
+    Parameter names follow ``VisualLinguisticBertForPretraining``: ``word_embeddings``,
+    ``end_embedding``, ``position_embeddings``, ``token_type_embeddings``, ``embedding_LayerNorm``,
+    ``visual_ln_text``, ``visual_ln_object``, ``encoder.layer.N.*``, ``pooler.dense``,
+    ``mlm_head.predictions.*``, ``mvrc_head.*``.
+    """
+
+    def __init__(self, config: VLBERTConfig):
+        super().__init__()
+        self.config = config
+        D = config.hidden_size
+        self.word_embeddings = nn.Embedding(config.vocab_size, D)
+        self.end_embedding = nn.Embedding(1, D)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, D)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, D)
+        self.embedding_LayerNorm = nn.LayerNorm(D, eps=config.layer_norm_eps)
+        self.embedding_dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.visual_ln_text = nn.LayerNorm(D, eps=config.layer_norm_eps)
+        self.visual_ln_object = nn.LayerNorm(D, eps=config.layer_norm_eps)
+        self.encoder = Encoder(config.transformer_config())
+        if config.with_pooler:
+            self.pooler = Pooler(D)
+        if config.with_mlm_head:
+            self.mlm_head = MLMHead(config, self.word_embeddings)
+        if config.with_mvrc_head:
+            self.mvrc_head = MVRCHead(config)
+
+    def embed(self, input_ids: Tensor, token_type_ids: Tensor, text_mask: Tensor, text_visual: Tensor,
+              object_visual: Tensor, object_linguistic: Tensor, object_mask: Tensor) -> tuple[Tensor, SequenceLayout]:
+        """Build the packed input embeddings.
+
+        Args:
+            input_ids, token_type_ids, text_mask: (B, T).
+            text_visual: (B, T, D) the visual embedding every word receives (the whole image's).
+            object_visual: (B, N, D) regions' visual embeddings (before ``visual_ln_object``).
+            object_linguistic: (B, N, D) [IMG] (or mask-word) token embeddings. object_mask: (B, N).
+
+        Returns:
+            ``(embeddings (B, L, D), layout)``.
+        """
+        text = self.word_embeddings(input_ids) + self.visual_ln_text(text_visual)  # (B, T, D)
+        objects = object_linguistic + self.visual_ln_object(object_visual)  # (B, N, D)
+        lay = sequence_layout(text_mask, token_type_ids, object_mask)
+        if lay.position_ids.numel() and int(lay.position_ids.max()) >= self.config.max_position_embeddings:
+            raise ValueError(f"text of {int(lay.text_end.max())} tokens needs position ids up to {int(lay.position_ids.max())} "
+                             f"(regions share one id, [END] the next), but max_position_embeddings = {self.config.max_position_embeddings}")
+        B, L = lay.is_text.shape
+        x = text.new_zeros(B, L, text.shape[-1])  # (B, L, D)
+        x[lay.is_text] = text[text_mask.bool()]
+        x[lay.is_object] = objects[object_mask.bool()]
+        x[lay.is_end] = self.end_embedding.weight[0].to(x.dtype)
+        x = x + self.position_embeddings(lay.position_ids) + self.token_type_embeddings(lay.token_type_ids)
+        return self.embedding_dropout(self.embedding_LayerNorm(x)), lay
+
+    def forward(self, input_ids: Tensor, token_type_ids: Tensor, text_mask: Tensor, text_visual: Tensor,
+                object_visual: Tensor, object_linguistic: Tensor, object_mask: Tensor,
+                output_attentions: bool = False, output_hidden_states: bool = False) -> dict[str, Any]:
+        """Encode; returns ``{"sequence": (B, L, D), "text": (B, T, D), "objects": (B, N, D),
+        "pooled": (B, D) or None, "layout", "attentions", "hidden_states"}`` (text/objects scattered
+        back to their input positions, zeros at padding)."""
+        x, lay = self.embed(input_ids, token_type_ids, text_mask, text_visual, object_visual, object_linguistic, object_mask)
+        enc = self.encoder(x, lay.attention_mask, output_attentions=output_attentions, output_hidden_states=output_hidden_states)
+        h = enc.last_hidden_state  # (B, L, D)
+        text = h.new_zeros(*input_ids.shape, h.shape[-1])
+        text[text_mask.bool()] = h[lay.is_text]
+        objects = h.new_zeros(*object_mask.shape, h.shape[-1])
+        objects[object_mask.bool()] = h[lay.is_object]
+        return {
+            "sequence": h, "text": text, "objects": objects, "layout": lay,
+            "pooled": self.pooler(h) if self.config.with_pooler else None,
+            "attentions": enc.attentions, "hidden_states": enc.hidden_states,
+        }
+
+
+# --------------------------------------------------------------------------------------------------
+# The full model
+# --------------------------------------------------------------------------------------------------
+def whole_image_boxes(batch: int, width: float, height: float, dtype=torch.float32) -> Tensor:
+    """(B, 1, 4) the box covering the whole image, ``[0, 0, W, H]`` (VL-BERT: region 0)."""
+    return torch.tensor([0.0, 0.0, float(width), float(height)], dtype=dtype).expand(batch, 1, 4).clone()
+
+
+class VLBERTForPretraining(nn.Module):
+    """``ResNetVLBERTForPretraining`` with precomputed features: ``image_feature_extractor``,
+    ``object_linguistic_embeddings``, ``object_mask_word_embedding``, ``object_mask_visual_embedding``,
+    ``aux_text_visual_embedding`` and ``vlbert``. (The end-to-end variant adds the detector's
+    backbone, which here is the separate stand-in detector.)
+
+    Initialised BERT-style, then the visual LayerNorm weights set to ``visual_scale_*_init`` (0) and
+    ``object_mask_visual_embedding`` to zeros, as the original does.
+    """
+
+    def __init__(self, config: VLBERTConfig):
+        super().__init__()
+        self.config = config
+        D = config.hidden_size
+        self.image_feature_extractor = ImageFeatureExtractor(config)
+        self.object_linguistic_embeddings = nn.Embedding(1, D)
+        self.object_mask_word_embedding = nn.Embedding(1, D)
+        self.object_mask_visual_embedding = nn.Embedding(1, config.visual_feature_size)
+        self.aux_text_visual_embedding = nn.Embedding(1, D)
+        self.vlbert = VisualLinguisticBert(config)
+        self.apply(lambda m: init_bert_weights(m, config.initializer_range))
+        with torch.no_grad():
+            self.vlbert.visual_ln_text.weight.fill_(config.visual_scale_text_init)
+            self.vlbert.visual_ln_object.weight.fill_(config.visual_scale_object_init)
+            self.object_mask_visual_embedding.weight.zero_()
+
+    def _check(self, input_ids, features, boxes, token_type_ids, text_mask, region_mask, masked_regions):
+        cfg = self.config
+        if not isinstance(input_ids, Tensor) or input_ids.ndim != 2:
+            raise ValueError(f"input_ids must have shape (B, T), got {_shape(input_ids)}")
+        B, T = input_ids.shape
+        if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= cfg.vocab_size):
+            raise ValueError(f"input_ids must lie in [0, {cfg.vocab_size})")
+        for name, t in (("token_type_ids", token_type_ids), ("text_mask", text_mask)):
+            if t is not None and tuple(t.shape) != (B, T):
+                raise ValueError(f"{name} must have shape (B, T) = ({B}, {T}), got {_shape(t)}")
+        if token_type_ids is not None and token_type_ids.numel() and (token_type_ids.min() < 0 or token_type_ids.max() > 1):
+            raise ValueError("text token_type_ids must be 0 (segment A) or 1 (segment B); 2 is the image's segment")
+        if features is None:
+            return
+        if not isinstance(features, Tensor) or features.ndim != 3:
+            raise ValueError(f"features must have shape (B, N, F) with F = visual_feature_size = {cfg.visual_feature_size}, got {_shape(features)}")
+        if features.shape[-1] != cfg.visual_feature_size:
+            raise ValueError(f"region features have width {features.shape[-1]} but the model is configured for "
+                             f"visual_feature_size = {cfg.visual_feature_size}")
+        if features.shape[0] != B:
+            raise ValueError(f"batch mismatch: input_ids has {B} rows but features has {features.shape[0]} "
+                             f"(input_ids {tuple(input_ids.shape)}, features {tuple(features.shape)})")
+        N = features.shape[1]
+        if N < 1:
+            raise ValueError("features need at least region 0, the whole image")
+        if not isinstance(boxes, Tensor) or tuple(boxes.shape) != (B, N, 4):
+            raise ValueError(f"boxes must have shape (B, N, 4) = ({B}, {N}, 4) (pixel x1, y1, x2, y2; box 0 = whole image), got {_shape(boxes)}")
+        for name, t in (("region_mask", region_mask), ("masked_regions", masked_regions)):
+            if t is not None and tuple(t.shape) != (B, N):
+                raise ValueError(f"{name} must have shape (B, N) = ({B}, {N}), got {_shape(t)}")
+        if masked_regions is not None and bool(masked_regions[:, 0].bool().any()):
+            raise ValueError("region 0 is the whole image and is never masked")
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        features: Tensor | None,
+        boxes: Tensor | None,
+        image_size: Any = None,
+        token_type_ids: Tensor | None = None,
+        text_mask: Tensor | None = None,
+        region_mask: Tensor | None = None,
+        *,
+        masked_regions: Tensor | None = None,
+        region_masking: str = "features",
+        masked_lm_labels: Tensor | None = None,
+        region_targets: Tensor | None = None,
+        region_selected: Tensor | None = None,
+        output_attentions: bool = False,
+    ) -> dict[str, Any]:
+        """Scores, and the pretraining losses for the targets given.
+
+        Args:
+            input_ids: (B, T) ``[CLS] text [SEP]`` word pieces. token_type_ids: (B, T) 0/1 (zeros if omitted).
+            text_mask: (B, T) 1 = real word piece (all ones if omitted).
+            features: (B, N, F) appearance features, region 0 = the whole image; ``None`` for a
+                text-only batch (words then get ``aux_text_visual_embedding``).
+            boxes: (B, N, 4) pixel xyxy boxes (box 0 = ``[0, 0, W, H]``). image_size: (W, H) or (B, 2).
+            region_mask: (B, N) 1 = real region.
+            masked_regions: (B, N) bool, regions hidden from the model: their [IMG] token becomes
+                ``object_mask_word_embedding``; with ``region_masking="features"`` their appearance
+                becomes ``object_mask_visual_embedding``; with ``"pixels"`` the caller has already
+                zeroed their pixels before the detector (:func:`mask_regions_in_pixels`).
+            masked_lm_labels: (B, T) original id at masked words, -100 elsewhere.
+            region_targets: (B, N, C) detector class scores; region_selected: (B, N) bool, the
+                regions to classify (masked ones plus the 10 % kept, as ``random_mask_region``);
+                defaults to ``masked_regions``.
+
+        Returns:
+            ``{"mlm_logits": (B, T, V), "region_logits": (B, N, C), "text": (B, T, D), "objects": (B, N, D),
+            "sequence", "layout", "attentions", "pooled"}`` plus ``"mlm_loss"``, ``"mrc_loss"``, ``"loss"``
+            for the targets given. A batch without masked regions gives an MRC loss of 0 (finite grads).
+
+        Raises:
+            ValueError: feature width other than ``visual_feature_size`` (naming both), a batch
+                mismatch, boxes not pixel xyxy inside the image, masks of the wrong shape, region 0 masked.
+        """
+        if region_masking not in ("features", "pixels"):
+            raise ValueError(f"region_masking must be 'features' or 'pixels', got {region_masking!r}")
+        self._check(input_ids, features, boxes, token_type_ids, text_mask, region_mask, masked_regions)
+        B, T = input_ids.shape
+        D = self.config.hidden_size
+        dev = input_ids.device
+        token_type_ids = torch.zeros_like(input_ids) if token_type_ids is None else token_type_ids
+        text_mask = torch.ones_like(input_ids) if text_mask is None else text_mask
+        if features is None:  # text-only corpus: no regions, a learned visual embedding for the words
+            w = self.aux_text_visual_embedding.weight[0]
+            text_visual = w.expand(B, T, D)
+            obj_visual = w.new_zeros(B, 0, D)
+            obj_ling = w.new_zeros(B, 0, D)
+            obj_mask = torch.zeros(B, 0, dtype=torch.long, device=dev)
+        else:
+            if image_size is None:
+                raise ValueError("image_size (W, H) is required with features")
+            N = features.shape[1]
+            obj_mask = torch.ones(B, N, dtype=torch.long, device=dev) if region_mask is None else region_mask
+            masked = torch.zeros(B, N, dtype=torch.bool, device=dev) if masked_regions is None else masked_regions.bool()
+            if region_masking == "features":
+                features = torch.where(masked[..., None], self.object_mask_visual_embedding.weight[0].to(features.dtype), features)
+            obj_visual = self.image_feature_extractor(features, boxes, image_size)  # (B, N, D)
+            text_visual = obj_visual[:, :1].expand(B, T, D)  # the whole image's visual embedding for every word
+            ling = torch.where(masked[..., None], self.object_mask_word_embedding.weight[0], self.object_linguistic_embeddings.weight[0])
+            obj_ling = ling.expand(B, N, D)
+        out = self.vlbert(input_ids, token_type_ids, text_mask, text_visual, obj_visual, obj_ling, obj_mask, output_attentions)
+        res: dict[str, Any] = dict(out)
+        if self.config.with_mlm_head:
+            res["mlm_logits"] = self.vlbert.mlm_head(out["text"])
+        if self.config.with_mvrc_head:
+            res["region_logits"] = self.vlbert.mvrc_head(out["objects"])
+        losses = []
+        if masked_lm_labels is not None:
+            res["mlm_loss"] = mlm_loss(res["mlm_logits"], masked_lm_labels)
+            losses.append(res["mlm_loss"])
+        if region_targets is not None:
+            sel = region_selected if region_selected is not None else masked_regions
+            if sel is None:
+                raise ValueError("the MRC loss needs region_selected (or masked_regions)")
+            C = self.config.visual_region_classes
+            if features is None or tuple(region_targets.shape) != (B, features.shape[1], C):
+                raise ValueError(f"region_targets must have shape (B, N, C) with C = {C}, got {_shape(region_targets)}")
+            target = torch.where(sel.bool()[..., None], region_targets, torch.zeros_like(region_targets))
+            res["mrc_loss"] = soft_cross_entropy(res["region_logits"], target)
+            losses.append(res["mrc_loss"])
+        if losses:
+            res["loss"] = torch.stack(losses).sum()
+        return res
+
+
+class VLBERTForVQA(VLBERTForPretraining):
+    """VL-BERT for VQA (``vqa/modules/resnet_vlbert_for_vqa.py``): the text is
+    ``[CLS] question [SEP] [MASK] [SEP]`` (answer segment 1); the hidden state at the [MASK] goes through
+    ``final_mlp`` = BERT transform (dense, GELU, LayerNorm), Dropout(0.1), Linear(D -> answers);
+    loss: binary cross-entropy with soft scores x number of answers.
+
+    It keeps the pretraining model's parameters (so pretrained weights load by name) and adds ``final_mlp``.
+    """
+
+    def __init__(self, config: VLBERTConfig, num_answers: int):
+        super().__init__(config)
+        if int(num_answers) <= 0:
+            raise ValueError(f"num_answers must be positive, got {num_answers}")
+        self.final_mlp = nn.Sequential(
+            _Transform(config.hidden_size, config.hidden_act, config.layer_norm_eps),
+            nn.Dropout(0.1),
+            nn.Linear(config.hidden_size, int(num_answers)),
+        )
+        self.final_mlp.apply(lambda m: init_bert_weights(m, config.initializer_range))
+
+    def vqa(self, input_ids: Tensor, features: Tensor, boxes: Tensor, image_size: Any, answer_positions: Tensor, *,
+            soft_scores: Tensor | None = None, **kwargs: Any) -> dict[str, Tensor]:
+        """Answer scores from the hidden state at ``answer_positions`` (B,) (the [MASK] of each row).
+
+        Returns:
+            ``{"logits": (B, A)}`` (+ ``"loss"`` with ``soft_scores`` (B, A)).
+
+        Raises:
+            ValueError: positions not (B,) inside the text; plus :meth:`VLBERTForPretraining.forward`'s errors.
+        """
+        from vlp_course.pretraining.losses import vqa_bce_loss
+
+        B, T = input_ids.shape
+        if tuple(answer_positions.shape) != (B,) or bool((answer_positions < 0).any() or (answer_positions >= T).any()):
+            raise ValueError(f"answer_positions must have shape (B,) = ({B},) with values in [0, {T})")
+        out = super().forward(input_ids, features, boxes, image_size, **kwargs)
+        h = out["text"][torch.arange(B, device=input_ids.device), answer_positions]  # (B, D)
+        logits = self.final_mlp(h)
+        res = {"logits": logits}
+        if soft_scores is not None:
+            res["loss"] = vqa_bce_loss(logits, soft_scores)
+        return res
+
+
+# --------------------------------------------------------------------------------------------------
+# Masking before the detector (end-to-end mode)
+# --------------------------------------------------------------------------------------------------
+def mask_regions_in_pixels(images: Tensor, boxes: Tensor, masked_regions: Tensor,
+                           detector: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
+    """End-to-end masking: zero the masked RoIs' pixels, *then* run the detector on every box.
+
+    Neither the masked region's feature nor the whole-image feature (box 0, re-pooled from the
+    modified image) can then show the hidden object (VL-BERT ``mask_raw_pixels``).
+
+    Args:
+        images: (B, 3, H, W). boxes: (B, N, 4) pixel xyxy (box 0 = whole image).
+        masked_regions: (B, N) bool (region 0 must be False).
+        detector: ``detector(images, boxes) -> (B, N, F)`` features.
+
+    Returns:
+        (B, N, F) features of the masked images.
+    """
+    from vlp_course.pretraining.regions import mask_pixels
+
+    if bool(masked_regions[:, 0].any()):
+        raise ValueError("region 0 is the whole image and is never masked")
+    return detector(mask_pixels(images, boxes, masked_regions.bool()), boxes)
+
+
+# --------------------------------------------------------------------------------------------------
+# Checkpoints
+# --------------------------------------------------------------------------------------------------
+def expected_state_dict_keys(config: VLBERTConfig | None = None) -> list[str]:
+    """The original checkpoint's keys (prec, pretraining; without ``module.``), from vl-models.md 4.3."""
+    c = config or VLBERTConfig()
+    wb = lambda p: [f"{p}.weight", f"{p}.bias"]  # noqa: E731
+    keys = ["image_feature_extractor.obj_downsample.1.weight", "image_feature_extractor.obj_downsample.1.bias",
+            "object_linguistic_embeddings.weight", "object_mask_word_embedding.weight",
+            "object_mask_visual_embedding.weight", "aux_text_visual_embedding.weight"]
+    v = "vlbert"
+    keys += [f"{v}.word_embeddings.weight", f"{v}.end_embedding.weight", f"{v}.position_embeddings.weight",
+             f"{v}.token_type_embeddings.weight"]
+    keys += wb(f"{v}.embedding_LayerNorm") + wb(f"{v}.visual_ln_text") + wb(f"{v}.visual_ln_object")
+    for i in range(c.num_hidden_layers):
+        p = f"{v}.encoder.layer.{i}"
+        for part in ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
+                     "attention.output.LayerNorm", "intermediate.dense", "output.dense", "output.LayerNorm"):
+            keys += wb(f"{p}.{part}")
+    if c.with_pooler:
+        keys += wb(f"{v}.pooler.dense")
+    if c.with_mlm_head:
+        keys += [f"{v}.mlm_head.predictions.bias"] + wb(f"{v}.mlm_head.predictions.transform.dense")
+        keys += wb(f"{v}.mlm_head.predictions.transform.LayerNorm") + [f"{v}.mlm_head.predictions.decoder.weight"]
+    if c.with_mvrc_head:
+        keys += wb(f"{v}.mvrc_head.transform.dense") + wb(f"{v}.mvrc_head.region_cls_pred")
+    return keys
+
+
+#: Prefixes of the end-to-end detector (backbone and C5 head, registered twice) that the prec model lacks.
+E2E_PREFIXES = ("image_feature_extractor.backbone.", "image_feature_extractor.roi_head_feature_extractor.",
+                "image_feature_extractor.head.")
+
+
+def from_original_state_dict(state_dict: Mapping[str, Tensor], *, drop_e2e: bool = True) -> dict[str, Tensor]:
+    """An original VL-BERT checkpoint (``{'state_dict': ...}`` or the dict itself) -> this module's keys.
+
+    Strips DataParallel's ``module.``; drops the end-to-end detector's keys (``drop_e2e``). The
+    remaining names are the original ones (``vlbert.*`` and the top-level embeddings).
+    """
+    if "state_dict" in state_dict and isinstance(state_dict["state_dict"], Mapping):
+        state_dict = state_dict["state_dict"]
+    out = {}
+    for k, val in state_dict.items():
+        if k.startswith("module."):
+            k = k[len("module."):]
+        if drop_e2e and k.startswith(E2E_PREFIXES):
+            continue
+        out[k] = val
+    return out
+
+
+def to_original_state_dict(state_dict: Mapping[str, Tensor], *, module_prefix: bool = True) -> dict[str, Tensor]:
+    """This module's state dict -> the original file's (with ``module.`` by default); tensors cloned
+    (the tied MLM decoder becomes its own tensor, as safetensors needs)."""
+    pre = "module." if module_prefix else ""
+    return {pre + k: v.detach().contiguous().clone() for k, v in state_dict.items()}
+
+
+def load_original_checkpoint(model: nn.Module, path_or_state: Any, strict: bool = True) -> tuple[list[str], list[str]]:
+    """Load an original VL-BERT checkpoint (``.model``/``.pt`` via ``torch.load``, ``.safetensors``, or
+    a state dict) into :class:`VLBERTForPretraining`.
+
+    Returns:
+        ``(missing, unexpected)``.
+
+    Raises:
+        ValueError: a shape mismatch (naming the key and both shapes), or with ``strict`` missing or
+            unexpected keys.
+    """
+    if isinstance(path_or_state, Mapping):
+        sd = dict(path_or_state)
+    else:
+        p = str(path_or_state)
+        if p.endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            sd = load_file(p)
+        else:
+            sd = torch.load(p, map_location="cpu", weights_only=True)
+    sd = from_original_state_dict(sd)
+    own = model.state_dict()
+    for k, v in sd.items():
+        if k in own and tuple(own[k].shape) != tuple(v.shape):
+            raise ValueError(f"{k}: checkpoint shape {tuple(v.shape)} but the model expects {tuple(own[k].shape)}")
+    missing = sorted(set(own) - set(sd))
+    unexpected = sorted(set(sd) - set(own))
+    if strict and (missing or unexpected):
+        raise ValueError(f"VL-BERT checkpoint does not fit: missing {missing[:10]}, unexpected {unexpected[:10]}")
+    model.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=False)
+    return missing, unexpected
+
+
+def save_original_checkpoint(model: nn.Module, path: str, module_prefix: bool = True) -> None:
+    """Write the weights with the original names (``module.`` prefixed by default) as ``.safetensors``."""
+    from safetensors.torch import save_file
+
+    save_file(to_original_state_dict(model.state_dict(), module_prefix=module_prefix), str(path))
+
+
+def load_bert_into_vlbert(model: VLBERTForPretraining, bert_state: Mapping[str, Tensor]) -> None:
+    """Initialise the text side from a BERT state dict (HF ``BertModel`` / ``BertForPreTraining`` names).
+
+    As the original: BERT's two segment rows go into rows 0-1 of the 3-row table (row 2, the
+    image's segment, keeps its random init); embeddings' LayerNorm -> ``embedding_LayerNorm``;
+    the encoder copies by name; ``cls.predictions.*`` -> ``mlm_head.predictions.*`` when present.
+
+    Raises:
+        ValueError: if a copied tensor's shape differs (naming the key).
+    """
+    v = model.vlbert
+    sd = {k[len("bert."):] if k.startswith("bert.") else k: t for k, t in bert_state.items()}
+    own = v.state_dict()
+    mapped = {}
+    for k, t in sd.items():
+        if k.startswith("embeddings.LayerNorm."):
+            mapped["embedding_LayerNorm." + k.split(".")[-1]] = t
+        elif k in ("embeddings.word_embeddings.weight", "embeddings.position_embeddings.weight"):
+            mapped[k[len("embeddings."):]] = t
+        elif k.startswith("encoder."):
+            mapped[k] = t
+        elif k.startswith("cls.predictions.") and hasattr(v, "mlm_head"):
+            mapped["mlm_head.predictions." + k[len("cls.predictions."):]] = t
+    for k, t in mapped.items():
+        if k not in own:
+            continue
+        if tuple(own[k].shape) != tuple(t.shape):
+            raise ValueError(f"{k}: BERT shape {tuple(t.shape)} but VL-BERT expects {tuple(own[k].shape)}")
+    with torch.no_grad():
+        for k, t in mapped.items():
+            if k in own:
+                own[k].copy_(t)
+        tt = sd.get("embeddings.token_type_embeddings.weight")
+        if tt is not None:
+            v.token_type_embeddings.weight[: tt.shape[0]].copy_(tt)
+
+
+__all__ += ["VLBERTForVQA", "load_bert_into_vlbert", "MVRCHead", "MLMHead", "E2E_PREFIXES"]
