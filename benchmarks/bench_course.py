@@ -1,0 +1,28 @@
+"""The course's own runtime: each notebook's execution time, read from the last `make test` run.
+
+`make test` (the nbval stage) writes build/notebook-times.csv; this turns it into benchmark rows.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from common import Row
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(quick: bool = False) -> list[Row]:
+    path = ROOT / "build" / "notebook-times.csv"
+    if not path.exists():
+        print(f"  (no {path.relative_to(ROOT)}: run `make test` or `make nbval` first)")
+        return []
+    rows, total = [], 0.0
+    with path.open() as fh:
+        for rec in csv.DictReader(fh):
+            secs = float(rec["seconds"])
+            total += secs
+            rows.append(Row("course", rec["notebook"], "execution time", secs, "s"))
+    rows.append(Row("course", "all notebooks", "execution time", total, "s"))
+    return rows
