@@ -32,6 +32,11 @@ def test_index_links_every_notebook():
     for src in nbtool.sources():
         if src.stem != "00_index":
             assert f"({src.stem}.ipynb)" in index, f"the index does not link {src.stem}"
+    import re
+
+    stems = {s.stem for s in nbtool.sources()}
+    for link in re.findall(r"\(([0-9][0-9]_[a-z0-9_]+)\.ipynb\)", index):
+        assert link in stems, f"the index links {link}.ipynb, which has no source"
 
 
 def test_student_copy_stubs_solutions_and_drops_hidden_tests(tmp_path):

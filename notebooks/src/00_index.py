@@ -13,6 +13,19 @@
 # 1. [One-hot vectors and bags of words](01_one_hot_and_bag_of_words.ipynb)
 # 2. [Distributed word representations: skip-gram and pretrained embeddings](02_word_embeddings.ipynb)
 # 3. [Sequence representations: averages, LSTMs and BERT](03_sequence_representations.ipynb)
+#
+# ## Part 2 — representing images
+# 4. [LeNet-5: an image as a matrix, then as a vector](04_lenet5.ipynb)
+# 5. [Deeper nets: AlexNet, VGG and GoogLeNet](05_alexnet_vgg_googlenet.ipynb)
+# 6. [ResNet and the degradation problem](06_resnet.ipynb)
+# 7. [Generative adversarial networks (2014)](07_gan.ipynb)
+#
+# ## Part 3 — vision and language together
+# 8. [The three key problems: representation, fusion, alignment](08_three_key_problems.ipynb)
+# 9. [Pretraining tasks: MLM, masked region modeling, image-text matching](09_pretraining_tasks.ipynb)
+#
+# The four models of 2019–2020 — VisualBERT, LXMERT, ViLBERT and VL-BERT — are implemented and tested
+# in `vlp_course.models`; their notebooks are being written.
 
 # %% [markdown]
 # ## How the notebooks work
