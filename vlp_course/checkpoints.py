@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,8 @@ from safetensors import safe_open
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
+
+from vlp_course.data.cache import atomic_write_bytes
 
 __all__ = ["save_checkpoint", "load_checkpoint", "load_optimizer_state", "read_metadata", "unwrap", "LoadResult"]
 
@@ -103,19 +104,7 @@ def save_checkpoint(
         tensors.update(opt_tensors)
         header["vlp_course_optimizer"] = json.dumps(opt_rest)
     data = st_save(tensors, metadata=header)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic_write_bytes(path, data)  # temp file + fsync + os.replace: never a half-written checkpoint
     return path
 
 
