@@ -40,8 +40,9 @@ nbval: venv
 	  --nbval-cell-timeout=300 notebooks/*.ipynb
 
 # Student copies: generated with nbgrader's preprocessors, executed; every graded check must fail.
+# Two kernels run side by side, one core each: more threads than cores makes OpenMP spin and stall.
 student-test: venv
-	$(BIN)/python -m pytest -q -n 2 tests/notebooks
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 tests/notebooks
 
 notebooks: venv
 	$(BIN)/python tools/notebooks.py build
