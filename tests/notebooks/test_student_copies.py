@@ -18,7 +18,10 @@ sys.path.insert(0, str(ROOT / "tools"))
 import notebooks as nbtool  # noqa: E402
 
 SOURCES = nbtool.sources()
-WITH_EXERCISES = [s for s in SOURCES if "### BEGIN SOLUTION" in s.read_text()]
+WITH_EXERCISES = [  # notebooks with at least one solution cell (prose may mention the markers)
+    s for s in SOURCES
+    if any(c.metadata.get("nbgrader", {}).get("solution") for c in nbtool.build_notebook(s).cells)
+]
 
 
 def _graded(nb):
