@@ -1,9 +1,11 @@
 """Transformer building blocks shared by every model of the course, written out by hand.
 
-Read top-down: the config, padding masks, text embeddings, multi-head attention (self- and
-cross-attention in one module), the attention output, the feed-forward block, the post-LayerNorm
-layer, the encoder stack and the pooler; then a small BERT-shaped text model that puts them
-together, BERT-style initialisation and a loader for BERT weights.
+Read top-down: the config and the checks every model runs on its config and inputs, padding
+masks, text embeddings, multi-head attention (self- and cross-attention in one module), the
+attention output, the feed-forward block, the post-LayerNorm layer, the encoder stack and the
+pooler; BERT's prediction heads (the transform and the masked-LM head tied to the word
+embeddings); then a small BERT-shaped text model that puts them together, BERT-style
+initialisation and a loader for BERT weights.
 
 Parameter names follow BERT's exactly (Devlin et al. 2019, and the ``modeling.py`` of
 google-research/bert as ported by Hugging Face's ``modeling_bert.py``):
@@ -34,6 +36,12 @@ from torch import Tensor, nn
 
 __all__ = [
     "TransformerConfig",
+    "check_config",
+    "describe_shape",
+    "check_ids",
+    "check_keep_mask",
+    "check_region_features",
+    "check_text_inputs",
     "additive_attention_mask",
     "TextEmbeddings",
     "MultiHeadAttention",
@@ -45,6 +53,8 @@ __all__ = [
     "EncoderOutput",
     "Encoder",
     "Pooler",
+    "PredictionHeadTransform",
+    "LMPredictionHead",
     "TextTransformer",
     "init_bert_weights",
     "load_bert_weights",
@@ -82,22 +92,20 @@ class TransformerConfig:
     initializer_range: float = 0.02
 
     def __post_init__(self) -> None:
-        for name in ("hidden_size", "num_attention_heads", "intermediate_size", "vocab_size",
-                     "max_position_embeddings", "type_vocab_size"):
-            if int(getattr(self, name)) <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
-        if int(self.num_hidden_layers) < 0:
-            raise ValueError(f"num_hidden_layers must be >= 0, got {self.num_hidden_layers!r}")
-        if self.hidden_size % self.num_attention_heads:
-            raise ValueError(
-                f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads ({self.num_attention_heads})"
-            )
-        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
-            p = getattr(self, name)
-            if not 0.0 <= p < 1.0:
-                raise ValueError(f"{name} must lie in [0, 1), got {p!r}")
-        if self.hidden_act not in ACTIVATIONS:
-            raise ValueError(f"hidden_act must be one of {sorted(ACTIVATIONS)}, got {self.hidden_act!r}")
+        check_config(
+            self,
+            positive=("hidden_size", "num_attention_heads", "intermediate_size", "vocab_size",
+                      "max_position_embeddings", "type_vocab_size"),
+            non_negative=("num_hidden_layers",),
+            divisible=(("hidden_size", "num_attention_heads"),),
+            probabilities=("hidden_dropout_prob", "attention_probs_dropout_prob"),
+            activations=("hidden_act",),
+        )
+
+    def transformer_config(self) -> "TransformerConfig":
+        """The plain BERT sizes of this config (a subclass's extra fields dropped), e.g. to build an
+        :class:`Encoder` for one stream of a model whose config extends this one."""
+        return TransformerConfig(**{f.name: getattr(self, f.name) for f in fields(TransformerConfig)})
 
     @classmethod
     def from_bert_config(cls, config: Any, **overrides: Any) -> "TransformerConfig":
@@ -113,6 +121,108 @@ ACTIVATIONS = {
     "gelu_new": lambda x: F.gelu(x, approximate="tanh"),  # the tanh approximation (GPT-2)
     "relu": F.relu,
 }
+
+
+# --------------------------------------------------------------------------------------------------
+# Checks on configs and inputs (every model runs them before any matrix product)
+# --------------------------------------------------------------------------------------------------
+def check_config(
+    config: Any,
+    *,
+    positive: tuple[str, ...] = (),
+    non_negative: tuple[str, ...] = (),
+    divisible: tuple[tuple[str, str], ...] = (),
+    probabilities: tuple[str, ...] = (),
+    activations: tuple[str, ...] = (),
+) -> None:
+    """Check a config's fields by name; the models' ``__post_init__`` methods call it.
+
+    Args:
+        config: any object with the named attributes.
+        positive: integer fields that must be > 0. non_negative: integer fields that must be >= 0.
+        divisible: ``(width, heads)`` pairs: the width must be a multiple of the head count.
+        probabilities: dropout fields, in [0, 1). activations: fields naming an entry of ``ACTIVATIONS``.
+
+    Raises:
+        ValueError: naming the first field that fails and its value.
+    """
+    for name in positive:
+        if int(getattr(config, name)) <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {getattr(config, name)!r}")
+    for name in non_negative:
+        if int(getattr(config, name)) < 0:
+            raise ValueError(f"{name} must be >= 0, got {getattr(config, name)!r}")
+    for width, heads in divisible:
+        if getattr(config, width) % getattr(config, heads):
+            raise ValueError(f"{width} ({getattr(config, width)}) must be divisible by {heads} ({getattr(config, heads)})")
+    for name in probabilities:
+        p = getattr(config, name)
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"{name} must lie in [0, 1), got {p!r}")
+    for name in activations:
+        if getattr(config, name) not in ACTIVATIONS:
+            raise ValueError(f"{name} must be one of {sorted(ACTIVATIONS)}, got {getattr(config, name)!r}")
+
+
+def describe_shape(x: Any) -> object:
+    """A tensor's shape as a tuple, or the type name of anything else (for error messages)."""
+    return tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+
+
+def check_ids(ids: Tensor | None, shape: tuple[int, ...], upper: int, what: str) -> None:
+    """``ids`` (None, or integers of exactly ``shape``) must lie in [0, upper); raises ValueError naming ``what``."""
+    if ids is None:
+        return
+    if not isinstance(ids, Tensor) or tuple(ids.shape) != tuple(shape):
+        raise ValueError(f"{what} must have shape {tuple(shape)}, got {describe_shape(ids)}")
+    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= upper):
+        raise ValueError(f"{what} must lie in [0, {upper}), got [{int(ids.min())}, {int(ids.max())}]")
+
+
+def check_keep_mask(mask: Tensor | None, shape: tuple[int, ...], what: str) -> None:
+    """A keep mask (1 = real token, 0 = padding) must be None or have exactly ``shape``."""
+    if mask is not None and (not isinstance(mask, Tensor) or tuple(mask.shape) != tuple(shape)):
+        raise ValueError(f"{what} must have shape {tuple(shape)} (1 = real token, 0 = padding), got {describe_shape(mask)}")
+
+
+def check_region_features(features: Tensor, width: int, batch: int, *, field_name: str, what: str = "visual_feats") -> None:
+    """Region features must be (B, N, F) with the configured F and the text's B.
+
+    Args:
+        features: the tensor to check. width: the configured F. batch: the text's B.
+        field_name: the config field that sets F (named in the message, e.g. ``v_feature_size``).
+        what: the argument's name in the model's signature.
+
+    Raises:
+        ValueError: naming both widths (pitfall P8) or both batch sizes.
+    """
+    if not isinstance(features, Tensor) or features.ndim != 3:
+        raise ValueError(f"{what} must have shape (B, N, F) with F = {field_name} = {width}, got {describe_shape(features)}")
+    if features.shape[-1] != width:
+        raise ValueError(f"{what} have width {features.shape[-1]} but the model is configured for {field_name} = {width} "
+                         f"(shape {tuple(features.shape)})")
+    if features.shape[0] != batch:
+        raise ValueError(f"batch mismatch: input_ids has {batch} rows but {what} has {features.shape[0]} "
+                         f"(batch sizes differ; {what} shape {tuple(features.shape)})")
+
+
+def check_text_inputs(config: TransformerConfig, input_ids: Tensor, token_type_ids: Tensor | None = None,
+                      attention_mask: Tensor | None = None) -> tuple[int, int]:
+    """The text side's checks: ids (B, T) in the vocabulary, T within the position table, token
+    types and keep mask of shape (B, T). Returns (B, T).
+
+    Raises:
+        ValueError: naming the argument, the expected shape or range and what was given.
+    """
+    if not isinstance(input_ids, Tensor) or input_ids.ndim != 2:
+        raise ValueError(f"input_ids must have shape (B, T), got {describe_shape(input_ids)}")
+    B, T = input_ids.shape
+    if T > config.max_position_embeddings:
+        raise ValueError(f"T = {T} text tokens exceed max_position_embeddings = {config.max_position_embeddings}")
+    check_ids(input_ids, (B, T), config.vocab_size, "input_ids")
+    check_ids(token_type_ids, (B, T), config.type_vocab_size, "token_type_ids")
+    check_keep_mask(attention_mask, (B, T), "attention_mask")
+    return B, T
 
 
 # --------------------------------------------------------------------------------------------------
@@ -481,6 +591,53 @@ class Pooler(nn.Module):
     def forward(self, hidden_states: Tensor) -> Tensor:
         """(B, T, D) -> (B, D)."""
         return torch.tanh(self.dense(hidden_states[:, 0]))
+
+
+# --------------------------------------------------------------------------------------------------
+# BERT's prediction heads
+# --------------------------------------------------------------------------------------------------
+class PredictionHeadTransform(nn.Module):
+    """dense(D, D) -> activation -> LayerNorm: BERT's ``BertPredictionHeadTransform``.
+
+    Every pretraining head of the four models starts with it (masked LM; ViLBERT's
+    ``imagePredictions``; LXMERT's object head; VL-BERT's ``final_mlp``). VL-BERT's region head
+    ``mvrc_head`` omits the LayerNorm (``layer_norm=False``: no ``LayerNorm`` key).
+    Keys: ``dense.{weight,bias}``, ``LayerNorm.{weight,bias}``.
+    """
+
+    def __init__(self, hidden_size: int, hidden_act: str = "gelu", layer_norm_eps: float = 1e-12,
+                 layer_norm: bool = True):
+        super().__init__()
+        if hidden_act not in ACTIVATIONS:
+            raise ValueError(f"hidden_act must be one of {sorted(ACTIVATIONS)}, got {hidden_act!r}")
+        self.dense = nn.Linear(hidden_size, hidden_size)
+        self.act = ACTIVATIONS[hidden_act]
+        self.LayerNorm = nn.LayerNorm(hidden_size, eps=layer_norm_eps) if layer_norm else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(..., D) -> (..., D)."""
+        return self.LayerNorm(self.act(self.dense(x)))
+
+
+class LMPredictionHead(nn.Module):
+    """The masked-LM head: transform, then scores over the vocabulary with the word-embedding matrix
+    as decoder weight (tied: one tensor) plus a separate bias (BERT section 3.1, ``BertLMPredictionHead``).
+
+    The sizes come from the tied table: D and the vocabulary size are ``word_embeddings.weight.shape``.
+    Keys: ``transform.{dense,LayerNorm}.*``, ``decoder.weight`` (the word embeddings), ``bias``.
+    """
+
+    def __init__(self, word_embeddings: nn.Embedding, hidden_act: str = "gelu", layer_norm_eps: float = 1e-12):
+        super().__init__()
+        vocab_size, hidden_size = word_embeddings.weight.shape
+        self.transform = PredictionHeadTransform(hidden_size, hidden_act, layer_norm_eps)
+        self.decoder = nn.Linear(hidden_size, vocab_size, bias=False)
+        self.decoder.weight = word_embeddings.weight  # tied
+        self.bias = nn.Parameter(torch.zeros(vocab_size))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, L, D) -> (B, L, vocab_size) scores."""
+        return self.decoder(self.transform(x)) + self.bias
 
 
 # --------------------------------------------------------------------------------------------------

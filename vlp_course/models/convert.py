@@ -47,6 +47,8 @@ __all__ = [
     "load_checkpoint",
     "save_safetensors",
     "load_safetensors",
+    "read_checkpoint",
+    "load_renamed_state_dict",
 ]
 
 
@@ -287,10 +289,7 @@ def load_checkpoint(model: nn.Module, checkpoint: Mapping[str, Tensor] | str | P
             missing or unexpected keys (the message is the report).
     """
     family, base = _family(model)
-    if isinstance(checkpoint, (str, Path)):
-        path = Path(checkpoint)
-        checkpoint = load_safetensors(path) if path.suffix == ".safetensors" else torch.load(path, map_location="cpu", weights_only=True)
-    sd, dropped, source = convert_state_dict(checkpoint, family, source)
+    sd, dropped, source = convert_state_dict(read_checkpoint(checkpoint), family, source)
     own = model.state_dict()
     sd = _align_base_prefix(sd, own, base)
     tied: Mapping[str, str] = getattr(model, "tied_weights", {})
@@ -360,3 +359,40 @@ def load_safetensors(path: str | Path) -> dict[str, Tensor]:
         if src in sd:
             sd[key] = sd[src]
     return sd
+
+
+# --------------------------------------------------------------------------------------------------
+# Shared by the ViLBERT and VL-BERT converters
+# --------------------------------------------------------------------------------------------------
+def read_checkpoint(path_or_state: Mapping[str, Tensor] | str | Path) -> dict[str, Tensor]:
+    """A state dict as given, or read from a ``.safetensors`` file (:func:`load_safetensors`) or a
+    ``torch.save`` file (any other suffix, loaded with ``weights_only=True`` onto the CPU)."""
+    if isinstance(path_or_state, Mapping):
+        return dict(path_or_state)
+    path = Path(path_or_state)
+    if path.suffix == ".safetensors":
+        return load_safetensors(path)
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_renamed_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor], *, strict: bool = True,
+                            name: str = "checkpoint") -> tuple[list[str], list[str]]:
+    """Copy a state dict whose keys already are the model's names into ``model``.
+
+    Returns:
+        ``(missing, unexpected)``: model keys the state dict lacks, and state-dict keys the model lacks.
+
+    Raises:
+        ValueError: on a shape mismatch (naming the key and both shapes), or, with ``strict``, on
+            missing or unexpected keys (the first ten of each, after ``name``).
+    """
+    own = model.state_dict()
+    for k, v in state_dict.items():
+        if k in own and tuple(own[k].shape) != tuple(v.shape):
+            raise ValueError(f"{k}: checkpoint shape {tuple(v.shape)} but the model expects {tuple(own[k].shape)}")
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    if strict and (missing or unexpected):
+        raise ValueError(f"{name} does not fit: missing {missing[:10]}, unexpected {unexpected[:10]}")
+    model.load_state_dict({k: v for k, v in state_dict.items() if k in own}, strict=False)
+    return missing, unexpected

@@ -43,10 +43,16 @@ from vlp_course.models.blocks import (
     Pooler,
     TextEmbeddings,
     TransformerConfig,
+    PredictionHeadTransform,
     TransformerLayer,
+    check_config,
+    check_keep_mask,
+    check_region_features,
+    check_text_inputs,
+    describe_shape,
     init_bert_weights,
 )
-from vlp_course.models.visualbert import PredictionHeadTransform, PreTrainingHeads, _check_ids, _check_keep_mask, _check_visual, _shape
+from vlp_course.models.visualbert import PreTrainingHeads
 from vlp_course.pretraining.losses import (
     LXMERT_VISUAL_LOSS_NORMALIZER,
     itm_loss,
@@ -122,12 +128,8 @@ class LxmertConfig(TransformerConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("l_layers", "r_layers", "x_layers"):
-            if int(getattr(self, name)) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
-        for name in ("visual_feat_dim", "num_object_labels", "num_attr_labels", "num_qa_labels"):
-            if int(getattr(self, name)) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+        check_config(self, non_negative=("l_layers", "r_layers", "x_layers"),
+                     positive=("visual_feat_dim", "num_object_labels", "num_attr_labels", "num_qa_labels"))
         if self.visual_pos_dim != 4:
             raise ValueError(f"visual_pos_dim must be 4 (normalised x1, y1, x2, y2), got {self.visual_pos_dim!r}")
         if self.label_weighting not in ("confidence", "mask"):
@@ -310,22 +312,15 @@ class LxmertModel(nn.Module):
                      visual_attention_mask: Tensor | None, token_type_ids: Tensor | None) -> None:
         """All input checks of :meth:`forward` (before any matrix product); raises ValueError."""
         cfg = self.config
-        if not isinstance(input_ids, Tensor) or input_ids.ndim != 2:
-            raise ValueError(f"input_ids must have shape (B, T), got {_shape(input_ids)}")
-        B, T = input_ids.shape
-        if T > cfg.max_position_embeddings:
-            raise ValueError(f"T = {T} tokens exceed max_position_embeddings = {cfg.max_position_embeddings}")
-        _check_ids(input_ids, (B, T), cfg.vocab_size, "input_ids")
-        _check_ids(token_type_ids, (B, T), cfg.type_vocab_size, "token_type_ids")
-        _check_keep_mask(attention_mask, (B, T), "attention_mask")
+        B, _ = check_text_inputs(cfg, input_ids, token_type_ids, attention_mask)
         if visual_feats is None or boxes is None:
             raise ValueError("LXMERT needs both visual_feats (B, N, F) and boxes (B, N, 4)")
-        _check_visual(visual_feats, cfg.visual_feat_dim, B)
+        check_region_features(visual_feats, cfg.visual_feat_dim, B, field_name="visual_feat_dim")
         N = visual_feats.shape[1]
         if not isinstance(boxes, Tensor) or tuple(boxes.shape) != (B, N, 4):
-            raise ValueError(f"boxes must have shape (B, N, 4) = ({B}, {N}, 4), normalised (x1, y1, x2, y2); got {_shape(boxes)}")
+            raise ValueError(f"boxes must have shape (B, N, 4) = ({B}, {N}, 4), normalised (x1, y1, x2, y2); got {describe_shape(boxes)}")
         validate_xyxy(boxes, normalized=True, name="boxes")
-        _check_keep_mask(visual_attention_mask, (B, N), "visual_attention_mask")
+        check_keep_mask(visual_attention_mask, (B, N), "visual_attention_mask")
 
     def forward(
         self,
@@ -519,7 +514,7 @@ class LxmertForPreTraining(nn.Module):
         qa_logits = self.answer_head(out.pooled_output) if self.answer_head is not None else None
         B = input_ids.shape[0]
         if is_matched is not None and (not isinstance(is_matched, Tensor) or tuple(is_matched.shape) != (B,)):
-            raise ValueError(f"is_matched must have shape (B,) = ({B},), got {_shape(is_matched)}")
+            raise ValueError(f"is_matched must have shape (B,) = ({B},), got {describe_shape(is_matched)}")
         losses: dict[str, Tensor] = {}
         if mlm_labels is not None and cfg.task_mask_lm:
             labels = mlm_labels.long()

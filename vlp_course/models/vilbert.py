@@ -50,15 +50,20 @@ from torch import Tensor, nn
 
 from vlp_course.boxes import validate_xyxy, vilbert_location
 from vlp_course.models.blocks import (
-    ACTIVATIONS,
     Intermediate,
+    LMPredictionHead,
     Output,
+    PredictionHeadTransform,
     TextEmbeddings,
     TransformerConfig,
     TransformerLayer,
     additive_attention_mask,
+    check_config,
+    check_region_features,
+    describe_shape,
     init_bert_weights,
 )
+from vlp_course.models.convert import load_renamed_state_dict, read_checkpoint
 from vlp_course.pretraining.losses import IGNORE_INDEX, itm_loss, mlm_loss, region_kl_loss, vqa_bce_loss
 from vlp_course.pretraining.matching import drop_mismatched_labels
 
@@ -87,8 +92,10 @@ __all__ = [
 # Config and the layer schedule
 # --------------------------------------------------------------------------------------------------
 @dataclass
-class ViLBERTConfig:
-    """ViLBERT's sizes. Field names are those of ``config/bert_base_6layer_6conect.json``.
+class ViLBERTConfig(TransformerConfig):
+    """ViLBERT's sizes: the text stream's BERT sizes (the fields of :class:`TransformerConfig`) plus
+    the visual stream's (``v_*``) and the co-attention's (``bi_*``). Field names are those of
+    ``config/bert_base_6layer_6conect.json``.
 
     Defaults are that file (the 6-layer visual stream / 6 co-attention layers pretraining model):
     text BERT-base (12 layers, 768, 12 heads, 3072), visual stream 6 layers at 1024 with 8 heads and
@@ -100,23 +107,11 @@ class ViLBERTConfig:
     is in the json but unused by the original code (kept for round trips).
 
     Raises:
-        ValueError: if a size is not positive, a width is not divisible by its head count, the two
-            biattention lists differ in length, are not non-decreasing, or point past their stream's
-            layer count, or the fusion method is unknown.
+        ValueError: if a size is not positive, a width is not divisible by its head count, a dropout
+            lies outside [0, 1), the two biattention lists differ in length, are not non-decreasing,
+            or point past their stream's layer count, or the fusion method is unknown.
     """
 
-    vocab_size: int = 30522
-    hidden_size: int = 768
-    num_hidden_layers: int = 12
-    num_attention_heads: int = 12
-    intermediate_size: int = 3072
-    hidden_act: str = "gelu"
-    hidden_dropout_prob: float = 0.1
-    attention_probs_dropout_prob: float = 0.1
-    max_position_embeddings: int = 512
-    type_vocab_size: int = 2
-    initializer_range: float = 0.02
-    layer_norm_eps: float = 1e-12
     v_feature_size: int = 2048
     v_target_size: int = 1601
     v_hidden_size: int = 1024
@@ -142,17 +137,18 @@ class ViLBERTConfig:
     num_labels_gqa: int = 1533
 
     def __post_init__(self) -> None:
+        super().__post_init__()  # the text stream's BERT sizes
         self.v_biattention_id = [int(i) for i in self.v_biattention_id]
         self.t_biattention_id = [int(i) for i in self.t_biattention_id]
-        for name in ("vocab_size", "hidden_size", "num_attention_heads", "intermediate_size", "v_feature_size",
-                     "v_target_size", "v_hidden_size", "v_num_attention_heads", "v_intermediate_size",
-                     "bi_hidden_size", "bi_num_attention_heads", "max_position_embeddings", "type_vocab_size"):
-            if int(getattr(self, name)) <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
-        for width, heads in (("hidden_size", "num_attention_heads"), ("v_hidden_size", "v_num_attention_heads"),
-                             ("bi_hidden_size", "bi_num_attention_heads")):
-            if getattr(self, width) % getattr(self, heads):
-                raise ValueError(f"{width} ({getattr(self, width)}) must be divisible by {heads} ({getattr(self, heads)})")
+        check_config(
+            self,
+            positive=("v_feature_size", "v_target_size", "v_hidden_size", "v_num_attention_heads",
+                      "v_intermediate_size", "bi_hidden_size", "bi_num_attention_heads"),
+            non_negative=("v_num_hidden_layers",),
+            divisible=(("v_hidden_size", "v_num_attention_heads"), ("bi_hidden_size", "bi_num_attention_heads")),
+            probabilities=("v_hidden_dropout_prob", "v_attention_probs_dropout_prob", "fused_dropout_prob"),
+            activations=("v_hidden_act",),
+        )
         v, t = self.v_biattention_id, self.t_biattention_id
         if len(v) != len(t):
             raise ValueError(f"v_biattention_id and t_biattention_id must have the same length, got {v} and {t}")
@@ -163,9 +159,6 @@ class ViLBERTConfig:
                 raise ValueError(f"{name} entries must lie in [0, {n}] (the stream's layer count), got {ids}")
         if self.fusion_method not in ("mul", "sum"):
             raise ValueError(f"fusion_method must be 'mul' or 'sum', got {self.fusion_method!r}")
-        for act in (self.hidden_act, self.v_hidden_act):
-            if act not in ACTIVATIONS:
-                raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {act!r}")
 
     @classmethod
     def eight_layer(cls, **overrides: Any) -> "ViLBERTConfig":
@@ -176,14 +169,7 @@ class ViLBERTConfig:
 
     def text_config(self) -> TransformerConfig:
         """The text stream's :class:`TransformerConfig` (BERT)."""
-        return TransformerConfig(
-            hidden_size=self.hidden_size, num_attention_heads=self.num_attention_heads,
-            num_hidden_layers=self.num_hidden_layers, intermediate_size=self.intermediate_size,
-            vocab_size=self.vocab_size, max_position_embeddings=self.max_position_embeddings,
-            type_vocab_size=self.type_vocab_size, hidden_dropout_prob=self.hidden_dropout_prob,
-            attention_probs_dropout_prob=self.attention_probs_dropout_prob, layer_norm_eps=self.layer_norm_eps,
-            hidden_act=self.hidden_act, initializer_range=self.initializer_range,
-        )
+        return self.transformer_config()
 
     def visual_config(self) -> TransformerConfig:
         """The visual stream's :class:`TransformerConfig` (``BertImageLayer``: width ``v_hidden_size``)."""
@@ -385,10 +371,6 @@ class ReLUPooler(nn.Module):
         return F.relu(self.dense(hidden[:, 0]))
 
 
-def _shape(x: Any) -> Any:
-    return tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-
-
 class ViLBERTModel(nn.Module):
     """``BertModel`` of ViLBERT (the ``bert.*`` part of a checkpoint): embeddings, encoder, poolers.
 
@@ -411,28 +393,21 @@ class ViLBERTModel(nn.Module):
         """Raise a ValueError naming the expected shape/range before any matrix product (P8, P2)."""
         cfg = self.config
         if not isinstance(input_ids, Tensor) or input_ids.ndim != 2:
-            raise ValueError(f"input_ids must have shape (B, T), got {_shape(input_ids)}")
-        if not isinstance(features, Tensor) or features.ndim != 3:
-            raise ValueError(f"features must have shape (B, N, F) with F = v_feature_size = {cfg.v_feature_size}, got {_shape(features)}")
-        if features.shape[-1] != cfg.v_feature_size:
-            raise ValueError(f"region features have width {features.shape[-1]} but the model is configured for "
-                             f"v_feature_size = {cfg.v_feature_size}")
+            raise ValueError(f"input_ids must have shape (B, T), got {describe_shape(input_ids)}")
+        check_region_features(features, cfg.v_feature_size, input_ids.shape[0], field_name="v_feature_size", what="features")
         B, N, _ = features.shape
-        if input_ids.shape[0] != B:
-            raise ValueError(f"batch mismatch: input_ids has {input_ids.shape[0]} rows but features has {B} "
-                             f"(input_ids {tuple(input_ids.shape)}, features {tuple(features.shape)})")
         if not isinstance(locations, Tensor) or tuple(locations.shape) != (B, N, 5):
             raise ValueError(f"locations must have shape (B, N, 5) = ({B}, {N}, 5) "
-                             f"([x1/W, y1/H, x2/W, y2/H, area/(W*H)]), got {_shape(locations)}")
+                             f"([x1/W, y1/H, x2/W, y2/H, area/(W*H)]), got {describe_shape(locations)}")
         validate_xyxy(locations[..., :4], normalized=True, name="locations[..., :4] (normalized x1, y1, x2, y2)")
         a = locations[..., 4]
         if bool(((a < -1e-6) | (a > 1 + 1e-6)).any()):
             raise ValueError("locations[..., 4] is the relative area (x2-x1)(y2-y1)/(W*H) and must lie in [0, 1]")
         T = input_ids.shape[1]
         if attention_mask is not None and tuple(attention_mask.shape) != (B, T):
-            raise ValueError(f"attention_mask must have shape (B, T) = ({B}, {T}), got {_shape(attention_mask)}")
+            raise ValueError(f"attention_mask must have shape (B, T) = ({B}, {T}), got {describe_shape(attention_mask)}")
         if image_attention_mask is not None and tuple(image_attention_mask.shape) != (B, N):
-            raise ValueError(f"image_attention_mask must have shape (B, N) = ({B}, {N}), got {_shape(image_attention_mask)}")
+            raise ValueError(f"image_attention_mask must have shape (B, N) = ({B}, {N}), got {describe_shape(image_attention_mask)}")
 
     def forward(
         self,
@@ -488,34 +463,6 @@ class ViLBERTModel(nn.Module):
 # --------------------------------------------------------------------------------------------------
 # Pretraining heads
 # --------------------------------------------------------------------------------------------------
-class PredictionHeadTransform(nn.Module):
-    """dense -> activation -> LayerNorm (``BertPredictionHeadTransform`` / ``BertImgPredictionHeadTransform``)."""
-
-    def __init__(self, width: int, act: str, eps: float):
-        super().__init__()
-        self.dense = nn.Linear(width, width)
-        self.act = ACTIVATIONS[act]
-        self.LayerNorm = nn.LayerNorm(width, eps=eps)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.LayerNorm(self.act(self.dense(x)))
-
-
-class LMPredictionHead(nn.Module):
-    """``cls.predictions``: transform, then a decoder whose weight is the word-embedding matrix, plus a bias."""
-
-    def __init__(self, config: ViLBERTConfig, word_embeddings: nn.Embedding):
-        super().__init__()
-        self.transform = PredictionHeadTransform(config.hidden_size, config.hidden_act, config.layer_norm_eps)
-        self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        self.decoder.weight = word_embeddings.weight  # tied
-        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
-
-    def forward(self, x: Tensor) -> Tensor:
-        """(B, T, D) -> (B, T, vocab)."""
-        return self.decoder(self.transform(x)) + self.bias
-
-
 class ImagePredictionHead(nn.Module):
     """``cls.imagePredictions``: transform at Dv, then Linear(Dv -> C detector classes)."""
 
@@ -538,7 +485,7 @@ class PreTrainingHeads(nn.Module):
 
     def __init__(self, config: ViLBERTConfig, word_embeddings: nn.Embedding):
         super().__init__()
-        self.predictions = LMPredictionHead(config, word_embeddings)
+        self.predictions = LMPredictionHead(word_embeddings, config.hidden_act, config.layer_norm_eps)
         self.bi_seq_relationship = nn.Linear(config.bi_hidden_size, 2)
         self.imagePredictions = ImagePredictionHead(config)
 
@@ -620,9 +567,9 @@ class ViLBERTForPretraining(nn.Module):
                 raise ValueError("the region loss needs both region_targets (B, N, C) and region_labels (B, N)")
             C = self.config.v_target_size
             if tuple(region_targets.shape) != (B, N, C):
-                raise ValueError(f"region_targets must have shape (B, N, C) = ({B}, {N}, {C}), got {_shape(region_targets)}")
+                raise ValueError(f"region_targets must have shape (B, N, C) = ({B}, {N}, {C}), got {describe_shape(region_targets)}")
             if tuple(region_labels.shape) != (B, N):
-                raise ValueError(f"region_labels must have shape (B, N) = ({B}, {N}), got {_shape(region_labels)}")
+                raise ValueError(f"region_labels must have shape (B, N) = ({B}, {N}), got {describe_shape(region_labels)}")
             labels = drop_mismatched_labels(region_labels, is_matched) if drop else region_labels
             masked = labels == 1  # (B, N)
             # the global token's scores are dropped, as in the original ([:, 1:])
@@ -661,7 +608,7 @@ def pair_logits(head: nn.Module, pooled: Tensor, num_pairs: int) -> Tensor:
     """
     if not isinstance(pooled, Tensor) or pooled.ndim != 2 or pooled.shape[0] != 2 * int(num_pairs) or num_pairs < 1:
         raise ValueError(f"the NLVR2 pair head needs 2 x num_pairs = {2 * int(num_pairs)} encoded rows (two images per "
-                         f"pair, each encoded with the pair's sentence), got pooled of shape {_shape(pooled)}")
+                         f"pair, each encoded with the pair's sentence), got pooled of shape {describe_shape(pooled)}")
     return head(pooled.reshape(int(num_pairs), 2 * pooled.shape[1]))  # (P, 2)
 
 
@@ -724,7 +671,7 @@ class ViLBERTForVLTasks(nn.Module):
             ValueError: if the rows are not exactly 2 x ``num_pairs``.
         """
         if not isinstance(input_ids, Tensor) or input_ids.ndim != 2 or input_ids.shape[0] != 2 * int(num_pairs):
-            raise ValueError(f"NLVR2 needs 2 x num_pairs = {2 * int(num_pairs)} rows (two images per pair), got input_ids of shape {_shape(input_ids)}")
+            raise ValueError(f"NLVR2 needs 2 x num_pairs = {2 * int(num_pairs)} rows (two images per pair), got input_ids of shape {describe_shape(input_ids)}")
         pooled = self.encode(input_ids, features, locations, **kwargs)["pooled"]
         logits = pair_logits(self.vil_binary_prediction, pooled, num_pairs)
         res = {"logits": logits}
@@ -748,7 +695,7 @@ def repeat_for_pairs(input_ids: Tensor, features: Tensor, locations: Tensor) -> 
     P = input_ids.shape[0]
     if features.ndim != 4 or features.shape[:2] != (P, 2) or locations.shape[:2] != (P, 2):
         raise ValueError(f"features must be (P, 2, N, F) and locations (P, 2, N, 5) with P = {P}, "
-                         f"got {_shape(features)} and {_shape(locations)}")
+                         f"got {describe_shape(features)} and {describe_shape(locations)}")
     ids = input_ids.repeat_interleave(2, dim=0)  # (2P, T)
     return ids, features.flatten(0, 1), locations.flatten(0, 1)
 
@@ -792,9 +739,9 @@ def prepare_regions(features: Tensor, boxes: Tensor, width: float, height: float
         ValueError: boxes with x2 < x1 or y2 < y1, outside the image, or shapes that do not match.
     """
     if not isinstance(features, Tensor) or features.ndim != 3:
-        raise ValueError(f"features must have shape (B, N, F), got {_shape(features)}")
+        raise ValueError(f"features must have shape (B, N, F), got {describe_shape(features)}")
     if not isinstance(boxes, Tensor) or tuple(boxes.shape) != (*features.shape[:2], 4):
-        raise ValueError(f"boxes must have shape (B, N, 4) = {(*features.shape[:2], 4)}, got {_shape(boxes)}")
+        raise ValueError(f"boxes must have shape (B, N, 4) = {(*features.shape[:2], 4)}, got {describe_shape(boxes)}")
     loc = vilbert_location(boxes.to(features.dtype), width, height)  # (B, N, 5)
     gf, gl = global_image_token(features, region_mask)
     mask = torch.ones(features.shape[:2], dtype=torch.long, device=features.device) if region_mask is None else region_mask.long()
@@ -910,29 +857,10 @@ def load_original_checkpoint(model: nn.Module, path_or_state: Any, strict: bool 
         ValueError: a shape mismatch (naming the key and both shapes) or, with ``strict``, missing or
             unexpected keys.
     """
-    if isinstance(path_or_state, Mapping):
-        sd = dict(path_or_state)
-    else:
-        p = str(path_or_state)
-        if p.endswith(".safetensors"):
-            from safetensors.torch import load_file
-
-            sd = load_file(p)
-        else:
-            sd = torch.load(p, map_location="cpu", weights_only=True)
-            if isinstance(sd, Mapping) and "model_state_dict" in sd:
-                sd = sd["model_state_dict"]
-    sd = from_original_state_dict(sd)
-    own = model.state_dict()
-    for k, v in sd.items():
-        if k in own and tuple(own[k].shape) != tuple(v.shape):
-            raise ValueError(f"{k}: checkpoint shape {tuple(v.shape)} but the model expects {tuple(own[k].shape)}")
-    missing = sorted(set(own) - set(sd))
-    unexpected = sorted(set(sd) - set(own))
-    if strict and (missing or unexpected):
-        raise ValueError(f"ViLBERT checkpoint does not fit: missing {missing[:10]}, unexpected {unexpected[:10]}")
-    model.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=False)
-    return missing, unexpected
+    sd = read_checkpoint(path_or_state)
+    if "model_state_dict" in sd and isinstance(sd["model_state_dict"], Mapping):  # a training checkpoint
+        sd = sd["model_state_dict"]
+    return load_renamed_state_dict(model, from_original_state_dict(sd), strict=strict, name="ViLBERT checkpoint")
 
 
 def save_original_checkpoint(model: nn.Module, path: str) -> None:

@@ -36,11 +36,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vlp_course.models.blocks import (
-    ACTIVATIONS,
     Encoder,
+    LMPredictionHead,
     Pooler,
     TextEmbeddings,
     TransformerConfig,
+    check_config,
+    check_ids,
+    check_keep_mask,
+    check_region_features,
+    check_text_inputs,
+    describe_shape,
     init_bert_weights,
 )
 from vlp_course.pretraining.losses import IGNORE_INDEX, itm_loss, mlm_loss
@@ -51,8 +57,6 @@ __all__ = [
     "VisualBertEmbeddings",
     "VisualBertModel",
     "VisualBertOutput",
-    "PredictionHeadTransform",
-    "MaskedLMHead",
     "PreTrainingHeads",
     "VisualBertForPreTraining",
     "VisualBertPreTrainingOutput",
@@ -92,12 +96,9 @@ class VisualBertConfig(TransformerConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if int(self.visual_embedding_dim) <= 0:
-            raise ValueError(f"visual_embedding_dim must be positive, got {self.visual_embedding_dim!r}")
+        check_config(self, positive=("visual_embedding_dim", "num_answers"))
         if not 0 <= int(self.visual_token_type_default) < self.type_vocab_size:
             raise ValueError(f"visual_token_type_default must lie in [0, {self.type_vocab_size}), got {self.visual_token_type_default!r}")
-        if int(self.num_answers) <= 0:
-            raise ValueError(f"num_answers must be positive, got {self.num_answers!r}")
 
     @classmethod
     def from_hf(cls, hf_config: Any, **overrides: Any) -> "VisualBertConfig":
@@ -110,42 +111,6 @@ class VisualBertConfig(TransformerConfig):
             extra["num_answers"] = hf_config.num_labels
         extra.update(overrides)
         return cls.from_bert_config(hf_config, **extra)
-
-
-# --------------------------------------------------------------------------------------------------
-# Small input checks (all before any matrix product)
-# --------------------------------------------------------------------------------------------------
-def _shape(t: Any) -> object:
-    return tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
-
-
-def _check_visual(visual_feats: Tensor, width: int, batch: int, what: str = "visual_feats") -> None:
-    if not isinstance(visual_feats, Tensor) or visual_feats.ndim != 3:
-        raise ValueError(f"{what} must have shape (B, V, F) = ({batch}, V, {width}), got {_shape(visual_feats)}")
-    if visual_feats.shape[-1] != width:
-        raise ValueError(
-            f"{what} have width F = {visual_feats.shape[-1]}, but the model is configured for visual features "
-            f"of width {width} (config.visual_embedding_dim / visual_feat_dim); shape {tuple(visual_feats.shape)}"
-        )
-    if visual_feats.shape[0] != batch:
-        raise ValueError(
-            f"batch sizes differ: the text has B = {batch} rows but {what} has {visual_feats.shape[0]} "
-            f"(shape {tuple(visual_feats.shape)})"
-        )
-
-
-def _check_ids(ids: Tensor | None, shape: tuple[int, int], upper: int, what: str) -> None:
-    if ids is None:
-        return
-    if not isinstance(ids, Tensor) or tuple(ids.shape) != tuple(shape):
-        raise ValueError(f"{what} must have shape {tuple(shape)}, got {_shape(ids)}")
-    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= upper):
-        raise ValueError(f"{what} must lie in [0, {upper}), got [{int(ids.min())}, {int(ids.max())}]")
-
-
-def _check_keep_mask(mask: Tensor | None, shape: tuple[int, int], what: str) -> None:
-    if mask is not None and (not isinstance(mask, Tensor) or tuple(mask.shape) != tuple(shape)):
-        raise ValueError(f"{what} must have shape {tuple(shape)} (1 = real token, 0 = padding), got {_shape(mask)}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -290,25 +255,18 @@ class VisualBertModel(nn.Module):
                 differs from the text's; if a mask or id tensor has the wrong shape or range.
         """
         cfg = self.config
-        if not isinstance(input_ids, Tensor) or input_ids.ndim != 2:
-            raise ValueError(f"input_ids must have shape (B, T), got {_shape(input_ids)}")
-        B, T = input_ids.shape
-        if T > cfg.max_position_embeddings:
-            raise ValueError(f"T = {T} text tokens exceed max_position_embeddings = {cfg.max_position_embeddings}")
-        _check_ids(input_ids, (B, T), cfg.vocab_size, "input_ids")
-        _check_ids(token_type_ids, (B, T), cfg.type_vocab_size, "token_type_ids")
-        _check_keep_mask(attention_mask, (B, T), "attention_mask")
+        B, T = check_text_inputs(cfg, input_ids, token_type_ids, attention_mask)
         if position_ids is not None and tuple(position_ids.shape) not in ((B, T), (1, T)):
-            raise ValueError(f"position_ids must have shape (B, T) = ({B}, {T}) or (1, T), got {_shape(position_ids)}")
+            raise ValueError(f"position_ids must have shape (B, T) = ({B}, {T}) or (1, T), got {describe_shape(position_ids)}")
         if visual_feats is None:
             if visual_attention_mask is not None or visual_token_type_ids is not None:
                 raise ValueError("visual_attention_mask / visual_token_type_ids were given without visual_feats")
             mask = attention_mask
         else:
-            _check_visual(visual_feats, cfg.visual_embedding_dim, B)
+            check_region_features(visual_feats, cfg.visual_embedding_dim, B, field_name="visual_embedding_dim")
             V = visual_feats.shape[1]
-            _check_keep_mask(visual_attention_mask, (B, V), "visual_attention_mask")
-            _check_ids(visual_token_type_ids, (B, V), cfg.type_vocab_size, "visual_token_type_ids")
+            check_keep_mask(visual_attention_mask, (B, V), "visual_attention_mask")
+            check_ids(visual_token_type_ids, (B, V), cfg.type_vocab_size, "visual_token_type_ids")
             if attention_mask is None and visual_attention_mask is None:
                 mask = None  # attend everywhere
             else:
@@ -328,48 +286,15 @@ class VisualBertModel(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------------
-# BERT's pretraining heads (also used by LXMERT)
+# BERT's pretraining heads (also used by LXMERT): masked LM on every position, matching on the pooled vector
 # --------------------------------------------------------------------------------------------------
-class PredictionHeadTransform(nn.Module):
-    """dense(D, D) -> activation -> LayerNorm (BERT's ``BertPredictionHeadTransform``)."""
-
-    def __init__(self, hidden_size: int, hidden_act: str = "gelu", layer_norm_eps: float = 1e-12):
-        super().__init__()
-        self.dense = nn.Linear(hidden_size, hidden_size)
-        self.act = ACTIVATIONS[hidden_act]
-        self.LayerNorm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """(..., D) -> (..., D)."""
-        return self.LayerNorm(self.act(self.dense(x)))
-
-
-class MaskedLMHead(nn.Module):
-    """Transform, then scores over the vocabulary with the word-embedding matrix (tied) plus a bias.
-
-    Keys: ``transform.{dense,LayerNorm}``, ``decoder.weight`` (the same tensor as the word
-    embeddings), ``bias`` (BERT section 3.1; ``BertLMPredictionHead``).
-    """
-
-    def __init__(self, config: TransformerConfig, word_embeddings: nn.Embedding):
-        super().__init__()
-        self.transform = PredictionHeadTransform(config.hidden_size, config.hidden_act, config.layer_norm_eps)
-        self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        self.decoder.weight = word_embeddings.weight  # tied
-        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
-
-    def forward(self, x: Tensor) -> Tensor:
-        """(B, L, D) -> (B, L, vocab_size) scores."""
-        return self.decoder(self.transform(x)) + self.bias
-
-
 class PreTrainingHeads(nn.Module):
     """``predictions`` (masked LM) on every token and ``seq_relationship`` Linear(D, 2) on the pooled
     vector; class 1 of ``seq_relationship`` = matched (``is_matched``, P5)."""
 
     def __init__(self, config: TransformerConfig, word_embeddings: nn.Embedding):
         super().__init__()
-        self.predictions = MaskedLMHead(config, word_embeddings)
+        self.predictions = LMPredictionHead(word_embeddings, config.hidden_act, config.layer_norm_eps)
         self.seq_relationship = nn.Linear(config.hidden_size, 2)
 
     def forward(self, sequence: Tensor, pooled: Tensor) -> tuple[Tensor, Tensor]:
@@ -459,11 +384,11 @@ class VisualBertForPreTraining(nn.Module):
         losses: dict[str, Tensor] = {}
         if is_matched is not None:
             if not isinstance(is_matched, Tensor) or tuple(is_matched.shape) != (B,):
-                raise ValueError(f"is_matched must have shape (B,) = ({B},), got {_shape(is_matched)}")
+                raise ValueError(f"is_matched must have shape (B,) = ({B},), got {describe_shape(is_matched)}")
             losses["matching_loss"] = itm_loss(match_logits, is_matched.long())
         if mlm_labels is not None:
             if not isinstance(mlm_labels, Tensor) or tuple(mlm_labels.shape) not in ((B, T), (B, L)):
-                raise ValueError(f"mlm_labels must have shape (B, T) = ({B}, {T}) or (B, T+V) = ({B}, {L}), got {_shape(mlm_labels)}")
+                raise ValueError(f"mlm_labels must have shape (B, T) = ({B}, {T}) or (B, T+V) = ({B}, {L}), got {describe_shape(mlm_labels)}")
             labels = mlm_labels.long()
             if labels.shape[1] == T and L > T:  # pad the region positions with "no target"
                 labels = torch.cat([labels, labels.new_full((B, L - T), IGNORE_INDEX)], dim=1)  # (B, T+V)
@@ -491,9 +416,9 @@ def vqa_kl_loss(logits: Tensor, soft_scores: Tensor) -> Tensor:
         ValueError: on a shape mismatch or scores outside [0, 1].
     """
     if not isinstance(logits, Tensor) or logits.ndim != 2:
-        raise ValueError(f"vqa_kl_loss: logits must have shape (B, A), got {_shape(logits)}")
+        raise ValueError(f"vqa_kl_loss: logits must have shape (B, A), got {describe_shape(logits)}")
     if not isinstance(soft_scores, Tensor) or soft_scores.shape != logits.shape:
-        raise ValueError(f"vqa_kl_loss: soft_scores must have the logits' shape {tuple(logits.shape)}, got {_shape(soft_scores)}")
+        raise ValueError(f"vqa_kl_loss: soft_scores must have the logits' shape {tuple(logits.shape)}, got {describe_shape(soft_scores)}")
     if bool(((soft_scores < 0) | (soft_scores > 1)).any()):
         raise ValueError("vqa_kl_loss: soft scores must lie in [0, 1]")
     return F.kl_div(logits.float().log_softmax(-1), soft_scores.float(), reduction="batchmean")

@@ -47,7 +47,18 @@ import torch
 from torch import Tensor, nn
 
 from vlp_course.boxes import validate_xyxy
-from vlp_course.models.blocks import ACTIVATIONS, Encoder, Pooler, TransformerConfig, init_bert_weights
+from vlp_course.models.blocks import (
+    Encoder,
+    LMPredictionHead,
+    Pooler,
+    PredictionHeadTransform,
+    TransformerConfig,
+    check_config,
+    check_region_features,
+    describe_shape,
+    init_bert_weights,
+)
+from vlp_course.models.convert import load_renamed_state_dict, read_checkpoint
 from vlp_course.pretraining.losses import mlm_loss, soft_cross_entropy
 
 __all__ = [
@@ -72,8 +83,9 @@ __all__ = [
 # Config
 # --------------------------------------------------------------------------------------------------
 @dataclass
-class VLBERTConfig:
-    """VL-BERT's sizes; defaults are ``cfgs/pretrain/base_prec_4x16G_fp32.yaml`` (VL-BERT-base,
+class VLBERTConfig(TransformerConfig):
+    """VL-BERT's sizes: BERT's (the fields of :class:`TransformerConfig`, with three segment types)
+    plus the visual ones; defaults are ``cfgs/pretrain/base_prec_4x16G_fp32.yaml`` (VL-BERT-base,
     precomputed features).
 
     ``visual_feature_size`` F is the appearance width (2048 for the ResNet-101 C5 head);
@@ -82,22 +94,11 @@ class VLBERTConfig:
     with background). ``visual_scale_*_init`` are the initial weights of the two visual LayerNorms (0).
 
     Raises:
-        ValueError: on non-positive sizes, a hidden size not divisible by the heads, fewer than 3
-            segment types, or an unknown activation.
+        ValueError: on non-positive sizes, a hidden size not divisible by the heads, a dropout outside
+            [0, 1), fewer than 3 segment types, or an unknown activation.
     """
 
-    vocab_size: int = 30522
-    hidden_size: int = 768
-    num_hidden_layers: int = 12
-    num_attention_heads: int = 12
-    intermediate_size: int = 3072
-    hidden_act: str = "gelu"
-    hidden_dropout_prob: float = 0.1
-    attention_probs_dropout_prob: float = 0.1
-    max_position_embeddings: int = 512
-    type_vocab_size: int = 3
-    initializer_range: float = 0.02
-    layer_norm_eps: float = 1e-12
+    type_vocab_size: int = 3  # segments A, B and C (the image)
     visual_feature_size: int = 2048
     geometry_dim: int = 256
     visual_region_classes: int = 1601
@@ -109,38 +110,19 @@ class VLBERTConfig:
     with_mvrc_head: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "hidden_size", "num_attention_heads", "intermediate_size", "max_position_embeddings",
-                     "visual_feature_size", "geometry_dim", "visual_region_classes"):
-            if int(getattr(self, name)) <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
-        if self.hidden_size % self.num_attention_heads:
-            raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads ({self.num_attention_heads})")
+        super().__post_init__()
+        check_config(self, positive=("visual_feature_size", "geometry_dim", "visual_region_classes"),
+                     probabilities=("obj_downsample_dropout",))
         if self.type_vocab_size < 3:
             raise ValueError(f"VL-BERT needs type_vocab_size >= 3 (segments A, B and C = image), got {self.type_vocab_size}")
-        if self.hidden_act not in ACTIVATIONS:
-            raise ValueError(f"hidden_act must be one of {sorted(ACTIVATIONS)}, got {self.hidden_act!r}")
 
     @property
     def geometry_size(self) -> int:
         """G = 4 coordinates x (sin, cos) x ``geometry_dim``."""
         return 8 * self.geometry_dim
 
-    def transformer_config(self) -> TransformerConfig:
-        return TransformerConfig(
-            hidden_size=self.hidden_size, num_attention_heads=self.num_attention_heads,
-            num_hidden_layers=self.num_hidden_layers, intermediate_size=self.intermediate_size,
-            vocab_size=self.vocab_size, max_position_embeddings=self.max_position_embeddings,
-            type_vocab_size=self.type_vocab_size, hidden_dropout_prob=self.hidden_dropout_prob,
-            attention_probs_dropout_prob=self.attention_probs_dropout_prob, layer_norm_eps=self.layer_norm_eps,
-            hidden_act=self.hidden_act, initializer_range=self.initializer_range,
-        )
-
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _shape(x: Any) -> Any:
-    return tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
 
 
 def _image_sizes(image_size: Any, batch: int, device, dtype) -> Tensor:
@@ -177,7 +159,7 @@ def geometry_embedding(boxes: Tensor, image_size: Any, dim: int = 256) -> Tensor
         ValueError: boxes not (B, N, 4), x2 < x1 or y2 < y1, outside the image, or bad sizes.
     """
     if not isinstance(boxes, Tensor) or boxes.ndim != 3 or boxes.shape[-1] != 4:
-        raise ValueError(f"boxes must have shape (B, N, 4) (pixel x1, y1, x2, y2), got {_shape(boxes)}")
+        raise ValueError(f"boxes must have shape (B, N, 4) (pixel x1, y1, x2, y2), got {describe_shape(boxes)}")
     b = boxes.float() if not boxes.is_floating_point() else boxes
     B, N, _ = b.shape
     size = _image_sizes(image_size, B, b.device, b.dtype)  # (B, 2)
@@ -271,37 +253,13 @@ def sequence_layout(text_mask: Tensor, text_token_type_ids: Tensor, object_mask:
 # --------------------------------------------------------------------------------------------------
 # The encoder model ``vlbert`` and its heads
 # --------------------------------------------------------------------------------------------------
-class _Transform(nn.Module):
-    def __init__(self, width: int, act: str, eps: float, layer_norm: bool = True):
-        super().__init__()
-        self.dense = nn.Linear(width, width)
-        self.act = ACTIVATIONS[act]
-        if layer_norm:
-            self.LayerNorm = nn.LayerNorm(width, eps=eps)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.act(self.dense(x))
-        return self.LayerNorm(x) if hasattr(self, "LayerNorm") else x
-
-
-class MLMPredictions(nn.Module):
-    """``mlm_head.predictions``: transform (dense, GELU, LayerNorm), decoder tied to the word embeddings, bias."""
-
-    def __init__(self, config: VLBERTConfig, word_embeddings: nn.Embedding):
-        super().__init__()
-        self.transform = _Transform(config.hidden_size, config.hidden_act, config.layer_norm_eps)
-        self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        self.decoder.weight = word_embeddings.weight
-        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.decoder(self.transform(x)) + self.bias
-
-
 class MLMHead(nn.Module):
+    """``mlm_head``: its ``predictions`` are BERT's masked-LM head (transform, decoder tied to the word
+    embeddings, bias)."""
+
     def __init__(self, config: VLBERTConfig, word_embeddings: nn.Embedding):
         super().__init__()
-        self.predictions = MLMPredictions(config, word_embeddings)
+        self.predictions = LMPredictionHead(word_embeddings, config.hidden_act, config.layer_norm_eps)
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, T, D) -> (B, T, vocab)."""
@@ -313,7 +271,7 @@ class MVRCHead(nn.Module):
 
     def __init__(self, config: VLBERTConfig):
         super().__init__()
-        self.transform = _Transform(config.hidden_size, config.hidden_act, config.layer_norm_eps, layer_norm=False)
+        self.transform = PredictionHeadTransform(config.hidden_size, config.hidden_act, config.layer_norm_eps, layer_norm=False)
         self.region_cls_pred = nn.Linear(config.hidden_size, config.visual_region_classes)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -434,33 +392,26 @@ class VLBERTForPretraining(nn.Module):
     def _check(self, input_ids, features, boxes, token_type_ids, text_mask, region_mask, masked_regions):
         cfg = self.config
         if not isinstance(input_ids, Tensor) or input_ids.ndim != 2:
-            raise ValueError(f"input_ids must have shape (B, T), got {_shape(input_ids)}")
+            raise ValueError(f"input_ids must have shape (B, T), got {describe_shape(input_ids)}")
         B, T = input_ids.shape
         if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= cfg.vocab_size):
             raise ValueError(f"input_ids must lie in [0, {cfg.vocab_size})")
         for name, t in (("token_type_ids", token_type_ids), ("text_mask", text_mask)):
             if t is not None and tuple(t.shape) != (B, T):
-                raise ValueError(f"{name} must have shape (B, T) = ({B}, {T}), got {_shape(t)}")
+                raise ValueError(f"{name} must have shape (B, T) = ({B}, {T}), got {describe_shape(t)}")
         if token_type_ids is not None and token_type_ids.numel() and (token_type_ids.min() < 0 or token_type_ids.max() > 1):
             raise ValueError("text token_type_ids must be 0 (segment A) or 1 (segment B); 2 is the image's segment")
         if features is None:
             return
-        if not isinstance(features, Tensor) or features.ndim != 3:
-            raise ValueError(f"features must have shape (B, N, F) with F = visual_feature_size = {cfg.visual_feature_size}, got {_shape(features)}")
-        if features.shape[-1] != cfg.visual_feature_size:
-            raise ValueError(f"region features have width {features.shape[-1]} but the model is configured for "
-                             f"visual_feature_size = {cfg.visual_feature_size}")
-        if features.shape[0] != B:
-            raise ValueError(f"batch mismatch: input_ids has {B} rows but features has {features.shape[0]} "
-                             f"(input_ids {tuple(input_ids.shape)}, features {tuple(features.shape)})")
+        check_region_features(features, cfg.visual_feature_size, B, field_name="visual_feature_size", what="features")
         N = features.shape[1]
         if N < 1:
             raise ValueError("features need at least region 0, the whole image")
         if not isinstance(boxes, Tensor) or tuple(boxes.shape) != (B, N, 4):
-            raise ValueError(f"boxes must have shape (B, N, 4) = ({B}, {N}, 4) (pixel x1, y1, x2, y2; box 0 = whole image), got {_shape(boxes)}")
+            raise ValueError(f"boxes must have shape (B, N, 4) = ({B}, {N}, 4) (pixel x1, y1, x2, y2; box 0 = whole image), got {describe_shape(boxes)}")
         for name, t in (("region_mask", region_mask), ("masked_regions", masked_regions)):
             if t is not None and tuple(t.shape) != (B, N):
-                raise ValueError(f"{name} must have shape (B, N) = ({B}, {N}), got {_shape(t)}")
+                raise ValueError(f"{name} must have shape (B, N) = ({B}, {N}), got {describe_shape(t)}")
         if masked_regions is not None and bool(masked_regions[:, 0].bool().any()):
             raise ValueError("region 0 is the whole image and is never masked")
 
@@ -550,7 +501,7 @@ class VLBERTForPretraining(nn.Module):
                 raise ValueError("the MRC loss needs region_selected (or masked_regions)")
             C = self.config.visual_region_classes
             if features is None or tuple(region_targets.shape) != (B, features.shape[1], C):
-                raise ValueError(f"region_targets must have shape (B, N, C) with C = {C}, got {_shape(region_targets)}")
+                raise ValueError(f"region_targets must have shape (B, N, C) with C = {C}, got {describe_shape(region_targets)}")
             target = torch.where(sel.bool()[..., None], region_targets, torch.zeros_like(region_targets))
             res["mrc_loss"] = soft_cross_entropy(res["region_logits"], target)
             losses.append(res["mrc_loss"])
@@ -573,7 +524,7 @@ class VLBERTForVQA(VLBERTForPretraining):
         if int(num_answers) <= 0:
             raise ValueError(f"num_answers must be positive, got {num_answers}")
         self.final_mlp = nn.Sequential(
-            _Transform(config.hidden_size, config.hidden_act, config.layer_norm_eps),
+            PredictionHeadTransform(config.hidden_size, config.hidden_act, config.layer_norm_eps),
             nn.Dropout(0.1),
             nn.Linear(config.hidden_size, int(num_answers)),
         )
@@ -698,27 +649,8 @@ def load_original_checkpoint(model: nn.Module, path_or_state: Any, strict: bool 
         ValueError: a shape mismatch (naming the key and both shapes), or with ``strict`` missing or
             unexpected keys.
     """
-    if isinstance(path_or_state, Mapping):
-        sd = dict(path_or_state)
-    else:
-        p = str(path_or_state)
-        if p.endswith(".safetensors"):
-            from safetensors.torch import load_file
-
-            sd = load_file(p)
-        else:
-            sd = torch.load(p, map_location="cpu", weights_only=True)
-    sd = from_original_state_dict(sd)
-    own = model.state_dict()
-    for k, v in sd.items():
-        if k in own and tuple(own[k].shape) != tuple(v.shape):
-            raise ValueError(f"{k}: checkpoint shape {tuple(v.shape)} but the model expects {tuple(own[k].shape)}")
-    missing = sorted(set(own) - set(sd))
-    unexpected = sorted(set(sd) - set(own))
-    if strict and (missing or unexpected):
-        raise ValueError(f"VL-BERT checkpoint does not fit: missing {missing[:10]}, unexpected {unexpected[:10]}")
-    model.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=False)
-    return missing, unexpected
+    return load_renamed_state_dict(model, from_original_state_dict(read_checkpoint(path_or_state)), strict=strict,
+                                   name="VL-BERT checkpoint")
 
 
 def save_original_checkpoint(model: nn.Module, path: str, module_prefix: bool = True) -> None:
