@@ -637,7 +637,8 @@ class LMPredictionHead(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, L, D) -> (B, L, vocab_size) scores."""
-        return self.decoder(self.transform(x)) + self.bias
+        # one fused matrix product with the bias (addmm), not a product and then a (B, L, vocab) addition
+        return F.linear(self.transform(x), self.decoder.weight, self.bias)
 
 
 # --------------------------------------------------------------------------------------------------
