@@ -50,5 +50,9 @@ notebooks: venv
 student: venv
 	$(BIN)/python tools/notebooks.py student build/student
 
+# Benchmarks (numbers, not tests) -> benchmarks/results/; e.g. make bench BENCH_ARGS="--quick --threads 1"
+bench: venv
+	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
+
 clean:
 	rm -rf build .pytest_cache

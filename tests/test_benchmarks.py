@@ -1,0 +1,144 @@
+"""The benchmarks in a tiny smoke mode: each produces rows with the right fields and positive finite
+numbers, the ours-against-transformers check really compares outputs, and bad CLI input is refused.
+No timing is asserted."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import bench_detector  # noqa: E402
+import bench_models as bm  # noqa: E402
+import run_all  # noqa: E402
+from common import Row  # noqa: E402
+
+TINY = bm.WORKLOADS["tiny"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # a loaded 2-core machine makes two OpenMP threads spin: tiny steps then take 100x longer
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def check_rows(rows: list[Row], bench: str) -> None:
+    assert rows
+    for r in rows:
+        assert isinstance(r, Row) and r.bench == bench
+        assert r.case and r.metric and r.unit and r.device in ("cpu", "cuda")
+        assert isinstance(r.value, float) and math.isfinite(r.value) and r.value > 0, r
+        flat = r.flat()
+        assert set(run_all.BASE_COLUMNS) <= set(flat)
+
+
+@pytest.mark.parametrize("family", ["visualbert", "lxmert"])
+def test_compare_rows_and_output_check(family):
+    rows = bm.compare(family, "tiny", repeats=1, warmup=0, memory=False)
+    check_rows(rows, "models")
+    metrics = {r.metric for r in rows}
+    for impl in ("ours", "transformers"):
+        assert {f"step time ({impl})", f"examples/s ({impl})", f"tokens/s ({impl})"} <= metrics
+    assert "speed ratio ours/transformers" in metrics
+    step = {r.extra["impl"]: r.value for r in rows if r.metric.startswith("step time")}
+    ratio = next(r.value for r in rows if r.metric == "speed ratio ours/transformers")
+    assert ratio == pytest.approx(step["transformers"] / step["ours"])
+    tokens = next(r for r in rows if r.metric == "tokens/s (ours)")
+    assert tokens.value == pytest.approx(TINY.batch * (TINY.text + TINY.regions) / step["ours"])
+    assert all(r.extra["max_abs_diff"] <= bm.TOL for r in rows)
+
+
+@pytest.mark.parametrize("family", ["visualbert", "lxmert"])
+def test_output_check_fails_without_copied_weights(family):
+    with pytest.raises(AssertionError, match="differ"):
+        bm.compare(family, "tiny", repeats=1, warmup=0, memory=False, copy_weights=False)
+
+
+def test_output_check_sees_one_changed_weight():
+    pair = bm.visualbert_pair("tiny", TINY)
+    assert bm.max_output_difference(pair["ours"], pair["transformers"]) <= bm.TOL
+    with torch.no_grad():
+        pair["ours"].model.cls.seq_relationship.bias[0] += 1e-2
+    with pytest.raises(AssertionError, match="differ"):
+        bm.check_same_outputs(pair)
+
+
+@pytest.mark.parametrize("family", ["vilbert", "vlbert"])
+def test_absolute_rows(family):
+    # the memory child (a fresh Python process) runs for one family only, to keep the test short
+    rows = bm.absolute(family, "tiny", repeats=1, warmup=0, memory=family == "vilbert", peak_gflops=10.0)
+    check_rows(rows, "models")
+    by = {r.metric: r for r in rows}
+    flops = by["GFLOP/s (ours)"].extra["gflop_per_step"]
+    assert flops > 0
+    assert by["GFLOP/s (ours)"].value == pytest.approx(flops / by["step time (ours)"].value)
+    assert by["share of matmul peak (ours)"].value == pytest.approx(100 * by["GFLOP/s (ours)"].value / 10.0)
+    if family == "vilbert":
+        mem = by["peak memory (ours)"]
+        assert mem.unit == "MiB" and mem.extra["total_mib"] > mem.value
+
+
+def test_step_flops_include_the_decoder_products():
+    # the word decoder alone costs 3 products (forward, input gradient, weight gradient) of
+    # 2 x tokens x hidden x vocab FLOPs; the step's count must exceed that
+    impl = bm.build("visualbert", "ours", "tiny", TINY)
+    s = bm.SIZES["tiny"]
+    decoder = 3 * 2 * TINY.batch * (TINY.text + TINY.regions) * s.hidden * s.vocab
+    assert bm.step_flops(impl) > decoder
+
+
+def test_scaling_rows_and_plot(tmp_path):
+    rows = bm.scaling(("visualbert", "lxmert"), "tiny", text_lengths=(4, 8), region_counts=(2, 5), repeats=1, warmup=0)
+    check_rows(rows, "scaling")
+    assert len(rows) == 2 * 4
+    assert {(r.extra["axis"], r.extra["text_len"], r.extra["regions"]) for r in rows if r.extra["family"] == "lxmert"} == {
+        ("text", 4, TINY.regions), ("text", 8, TINY.regions), ("regions", TINY.text, 2), ("regions", TINY.text, 5)}
+    path = bm.plot_scaling(rows, tmp_path / "scaling.png")
+    assert path.stat().st_size > 1000
+
+
+def test_detector_rows():
+    rows = bench_detector.measure(n=8, repeats=1)
+    check_rows(rows, "detector")
+    assert {r.unit for r in rows} == {"images/s"}
+
+
+def test_results_files(tmp_path):
+    rows = [Row("models", "a", "step time (ours)", 0.5, "s", "cpu", {"impl": "ours"}),
+            Row("detector", "b", "throughput", 12.0, "images/s", "cpu", {"images": 8})]
+    run_all.write_results(rows, tmp_path, ["Measured now."])
+    csv_text = (tmp_path / "results.csv").read_text().splitlines()
+    assert csv_text[0].split(",")[:6] == run_all.BASE_COLUMNS and len(csv_text) == 3
+    md = (tmp_path / "results.md").read_text()
+    assert "## models" in md and "## detector" in md and "Measured now." in md
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--only", "nosuch"], "unknown benchmark"),
+    (["--threads", "0"], "--threads must be a positive integer"),
+])
+def test_run_all_rejects_bad_arguments(argv, message, capsys):
+    with pytest.raises(SystemExit) as err:
+        run_all.main(argv)
+    assert err.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bench_cli_rejects_bad_arguments(capsys):
+    with pytest.raises(SystemExit):
+        bench_detector.main(["--n", "0"])
+    assert "--n and --repeats must be positive" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bm.main(["--parts", "everything"])
+    assert "invalid choice" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="compare takes"):
+        bm.compare("vilbert", "tiny")
