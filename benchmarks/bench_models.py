@@ -183,9 +183,10 @@ def visualbert_pair(size: str, w: Workload, device: str = "cpu", *, copy_weights
         intermediate_size=s.ffn, visual_embedding_dim=s.feat, max_position_embeddings=max(512, w.text),
         hidden_dropout_prob=w.dropout, attention_probs_dropout_prob=w.dropout)
     torch.manual_seed(0)
-    theirs = _randomize(transformers.VisualBertForPreTraining(hc), seed=1)
-    ours = VisualBertForPreTraining(VisualBertConfig.from_hf(hc))
-    if copy_weights:
+    # only the models asked for are built (a model built and dropped would skew the memory figures)
+    theirs = _randomize(transformers.VisualBertForPreTraining(hc), seed=1) if "transformers" in which or copy_weights else None
+    ours = VisualBertForPreTraining(VisualBertConfig.from_hf(hc)) if "ours" in which else None
+    if copy_weights and ours is not None:
         report = load_checkpoint(ours, theirs.state_dict())
         if not report.ok:
             raise RuntimeError(f"weights did not copy:\n{report}")
@@ -197,7 +198,6 @@ def visualbert_pair(size: str, w: Workload, device: str = "cpu", *, copy_weights
     vtypes = torch.zeros(B, V, dtype=torch.long)  # the original's default (transformers' is 1): given explicitly
     hf_labels = torch.cat([t["mlm"], torch.full((B, V), -100)], 1)  # transformers wants (B, T+V)
     d = {k: v.to(device) for k, v in dict(t, feats=feats, vmask=vmask, vtypes=vtypes, hf_labels=hf_labels).items()}
-    theirs, ours = theirs.to(device), ours.to(device)
 
     def f_ours():
         o = ours(d["ids"], d["feats"], d["mask"], d["vmask"], visual_token_type_ids=d["vtypes"], mlm_labels=d["mlm"],
@@ -212,8 +212,15 @@ def visualbert_pair(size: str, w: Workload, device: str = "cpu", *, copy_weights
         return o.loss, {"loss": o.loss, "prediction_logits": o.prediction_logits,
                         "seq_relationship_logits": o.seq_relationship_logits}
 
-    impls = {"ours": Impl("ours", ours, f_ours), "transformers": Impl("transformers", theirs, f_theirs)}
-    return {k: impls[k] for k in which}
+    return _impls(which, ours, f_ours, theirs, f_theirs, device)
+
+
+def _impls(which, ours, f_ours, theirs, f_theirs, device) -> dict[str, Impl]:
+    out = {}
+    for name, model, f in (("ours", ours, f_ours), ("transformers", theirs, f_theirs)):
+        if name in which:
+            out[name] = Impl(name, model.to(device), f)
+    return out
 
 
 def lxmert_pair(size: str, w: Workload, device: str = "cpu", *, copy_weights: bool = True,
@@ -235,9 +242,9 @@ def lxmert_pair(size: str, w: Workload, device: str = "cpu", *, copy_weights: bo
         num_object_labels=s.classes, num_attr_labels=s.attrs, max_position_embeddings=max(512, w.text),
         hidden_dropout_prob=w.dropout, attention_probs_dropout_prob=w.dropout)
     torch.manual_seed(0)
-    theirs = _randomize(transformers.LxmertForPreTraining(hc), seed=1)
-    ours = LxmertForPreTraining(LxmertConfig.from_hf(hc, visual_loss_normalizer=6.67))
-    if copy_weights:
+    theirs = _randomize(transformers.LxmertForPreTraining(hc), seed=1) if "transformers" in which or copy_weights else None
+    ours = LxmertForPreTraining(LxmertConfig.from_hf(hc, visual_loss_normalizer=6.67)) if "ours" in which else None
+    if copy_weights and ours is not None:
         report = load_checkpoint(ours, theirs.state_dict())
         if not report.ok:
             raise RuntimeError(f"weights did not copy:\n{report}")
@@ -257,7 +264,6 @@ def lxmert_pair(size: str, w: Workload, device: str = "cpu", *, copy_weights: bo
     d["qa"] = torch.randint(0, s.answers, (B,), generator=g)
     d["hf_qa"] = torch.where(t["is_matched"] == 1, d["qa"], torch.full_like(d["qa"], -100))
     d = {k: v.to(device) for k, v in d.items()}
-    theirs, ours = theirs.to(device), ours.to(device)
 
     def f_ours():
         o = ours(d["ids"], d["feats"], d["boxes"], d["mask"], d["vmask"], mlm_labels=d["mlm"],
@@ -276,8 +282,7 @@ def lxmert_pair(size: str, w: Workload, device: str = "cpu", *, copy_weights: bo
                         "cross_relationship_score": o.cross_relationship_score,
                         "question_answering_score": o.question_answering_score}
 
-    impls = {"ours": Impl("ours", ours, f_ours), "transformers": Impl("transformers", theirs, f_theirs)}
-    return {k: impls[k] for k in which}
+    return _impls(which, ours, f_ours, theirs, f_theirs, device)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -491,6 +496,12 @@ def _memory_child(family: str, impl: str, size: str, w: Workload, device: str, s
     model.model.train()
     step = make_step(model)
     gc.collect()
+    try:  # hand freed heap memory back to the system, so that the steps cannot reuse it unseen
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
     if device == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
