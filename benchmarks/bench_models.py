@@ -634,21 +634,30 @@ SCALING_REGIONS = (10, 20, 36, 50, 100)
 def scaling(families: tuple[str, ...] = ("visualbert", "lxmert"), size: str = "small", *,
             text_lengths: tuple[int, ...] = SCALING_TEXT, region_counts: tuple[int, ...] = SCALING_REGIONS,
             base: Workload | None = None, repeats: int = 3, warmup: int = 1, device: str = "cpu") -> list[Row]:
-    """Step time of our models as the text grows (regions fixed) and as the regions grow (text fixed)."""
+    """Step time of our models as the text grows (regions fixed) and as the regions grow (text fixed).
+
+    All points of one model are built first and their steps run in turns, like ours and theirs in
+    :func:`compare`, so that a change in the machine's load does not bend the curve."""
     base = base or WORKLOADS[size]
     rows = []
     for family in families:
         points = [("text", Workload(base.batch, t, base.regions, base.dropout)) for t in text_lengths]
         points += [("regions", Workload(base.batch, base.text, v, base.dropout)) for v in region_counts]
-        for axis, w in points:
+        steps = {}
+        for i, (axis, w) in enumerate(points):
             impl = build(family, "ours", size, w, device)
             impl.model.train()
-            med = statistics.median(interleaved_times({"ours": make_step(impl)}, repeats, warmup, device)["ours"])
-            rows.append(Row("scaling", _case(family, size, w), f"step time vs {axis}", med, "s", device,
-                            {"family": family, "size": size, "axis": axis, "batch": w.batch, "text_len": w.text,
-                             "regions": w.regions, "tokens": tokens_per_example(family, w), "repeats": repeats,
-                             "load1": round(_load(), 2)}))
-            del impl
+            steps[i] = make_step(impl)
+        load0 = _load()
+        times = interleaved_times(steps, repeats, warmup, device)
+        load1 = _load()
+        for i, (axis, w) in enumerate(points):
+            rows.append(Row("scaling", _case(family, size, w), f"step time vs {axis}", statistics.median(times[i]), "s",
+                            device, {"family": family, "size": size, "axis": axis, "batch": w.batch, "text_len": w.text,
+                                     "regions": w.regions, "tokens": tokens_per_example(family, w), "repeats": repeats,
+                                     "load1": round((load0 + load1) / 2, 2)}))
+        del steps
+        gc.collect()
     return rows
 
 
@@ -696,16 +705,18 @@ def markdown(rows: list[Row]) -> list[str]:
     if cmp:
         lines += ["### Ours against transformers (training step)", "",
                   "| model, size and batch | device | step ours (s) | step transformers (s) | **speed ours/transformers** "
+                  "| pairs' range "
                   "| examples/s ours / transformers | tokens/s ours / transformers | peak memory ours / transformers (MiB) "
                   "| memory ours/transformers | outputs max abs diff | load |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for (device, case), m in cmp.items():
             def v(metric):
                 return m[metric].value if metric in m else None
             ratio = m["speed ratio ours/transformers"]
+            pairs = ratio.extra["paired_ratios"]
             lines.append(
                 f"| {case} | {device} | {_fmt(v('step time (ours)'))} | {_fmt(v('step time (transformers)'))} "
-                f"| **{ratio.value:.2f}** | {_fmt(v('examples/s (ours)'))} / {_fmt(v('examples/s (transformers)'))} "
+                f"| **{ratio.value:.2f}** | {min(pairs):.2f}–{max(pairs):.2f} | {_fmt(v('examples/s (ours)'))} / {_fmt(v('examples/s (transformers)'))} "
                 f"| {_fmt(v('tokens/s (ours)'), 4)} / {_fmt(v('tokens/s (transformers)'), 4)} "
                 f"| {_fmt(v('peak memory (ours)'), 4)} / {_fmt(v('peak memory (transformers)'), 4)} "
                 f"| {_fmt(v('memory ratio ours/transformers'))} | {ratio.extra['max_abs_diff']:.1e} "
@@ -751,12 +762,12 @@ def run(quick: bool = False, devices: list[str] | None = None, parts: tuple[str,
 
     devices = devices or default_devices()
     sizes = ("small",) if quick else ("small", "base")
-    reps = 2 if quick else 5
+    reps = 2 if quick else 11
     jobs: list[tuple[str, Callable[[], list[Row]]]] = []
     for device in devices:
         peak = matmul_peak_gflops(device=device) if "absolute" in parts else None
         for size in sizes:
-            r = reps if size == "small" else 3
+            r = reps if size == "small" else (2 if quick else 5)
             if "compare" in parts:
                 for fam in ("visualbert", "lxmert"):
                     jobs.append((f"compare {fam} {size} {device}",
@@ -767,7 +778,7 @@ def run(quick: bool = False, devices: list[str] | None = None, parts: tuple[str,
                                  lambda fam=fam, size=size, r=r, device=device, peak=peak:
                                  absolute(fam, size, repeats=r, device=device, peak_gflops=peak)))
         if "scaling" in parts:
-            kw = dict(text_lengths=(8, 32, 128), region_counts=(10, 36, 100), repeats=2) if quick else dict(repeats=3)
+            kw = dict(text_lengths=(8, 32, 128), region_counts=(10, 36, 100), repeats=2) if quick else dict(repeats=5)
             jobs.append((f"scaling {device}", lambda device=device, kw=kw: scaling(device=device, **kw)))
     rows: list[Row] = []
     for name, job in tqdm(jobs, desc="models", unit="job", file=sys.stdout, disable=None):
