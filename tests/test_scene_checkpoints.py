@@ -1,0 +1,190 @@
+"""The scenes as model inputs (vl_tensors), the four model adapters and the shipped checkpoints."""
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from vlp_course.data.scenes import COLORS, SHAPES, SIZES, make_scenes
+from vlp_course.data.vl_tensors import FEATURE_WIDTH, build_scene_tensors, oracle_regions
+from vlp_course.models import scene_checkpoints as sc
+from vlp_course.models.scene_checkpoints import KINDS, Recipe, adapter, transfer_pretrained
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+@pytest.fixture(scope="module")
+def small():
+    """A small SceneTensors per question template (shared by the tests of this module)."""
+    return {t: build_scene_tensors(120, seed=3, n_test=20, vqa_mask_token=t) for t in (False, True, "segment")}
+
+
+# --------------------------------------------------------------------------------------------------
+# vl_tensors
+# --------------------------------------------------------------------------------------------------
+def test_oracle_regions_without_noise_are_the_one_hot_attributes():
+    scenes = make_scenes(6, seed=1)
+    r = oracle_regions(scenes, 0.0, torch.Generator().manual_seed(0))
+    assert r["feats"].shape[-1] == FEATURE_WIDTH == len(SHAPES) + len(COLORS) + len(SIZES)
+    for i, s in enumerate(scenes):
+        n = len(s.objects)
+        f = r["feats"][i, :n]
+        assert torch.equal(f[:, : len(SHAPES)].argmax(1), torch.as_tensor(s.labels()))
+        assert torch.equal(f[:, len(SHAPES): len(SHAPES) + len(COLORS)].argmax(1), torch.as_tensor(s.color_labels()))
+        assert torch.equal(f.sum(1), torch.full((n,), 3.0))  # exactly three ones per region
+        assert torch.equal(r["boxes"][i, :n], torch.as_tensor(s.boxes(), dtype=torch.float32))
+        assert r["region_mask"][i].tolist() == [1] * n + [0] * (r["feats"].shape[1] - n)
+        assert (r["shape_labels"][i, n:] == -100).all() and (r["det_labels"][i, n:] == -100).all()
+        assert torch.allclose(r["det_probs"][i, :n].sum(1), torch.ones(n))
+
+
+def test_oracle_regions_rejects_negative_noise():
+    with pytest.raises(ValueError, match="noise"):
+        oracle_regions(make_scenes(2, seed=0), -0.1, torch.Generator())
+
+
+def test_build_scene_tensors_rejects_a_bad_split():
+    with pytest.raises(ValueError, match="n_test"):
+        build_scene_tensors(50, n_test=50)
+
+
+def test_question_templates_put_the_mask_at_sum_minus_two(small):
+    for template, st in small.items():
+        V = st.vocab
+        mask_id, sep_id = st.ids["[MASK]"], st.ids["[SEP]"]
+        pos = st.q_mask.sum(1) - 2
+        at = st.q_ids[torch.arange(len(pos)), pos]
+        last = st.q_ids[torch.arange(len(pos)), pos + 1]
+        assert (last == sep_id).all()
+        if template is False:
+            assert (st.q_ids != mask_id).all()
+        else:
+            assert (at == mask_id).all()
+        if template == "segment":
+            assert (st.q_ids[torch.arange(len(pos)), pos - 1] == sep_id).all()
+        q0 = st.ds.questions[0].question
+        assert V.decode(st.q_ids[0, 1:4].tolist()) == q0.lower().replace("?", "").split()[:3]
+
+
+def test_pretrain_batches_are_reproducible_and_matching_is_right(small):
+    st = small[False]
+    a, b = st.pretrain_batch(5, 64, seed=1), st.pretrain_batch(5, 64, seed=1)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["input_ids"], st.pretrain_batch(6, 64, seed=1)["input_ids"])
+    # a matched caption is one of the image's own captions; a mismatched one (almost always) is not
+    # (generic captions such as "there are two things" belong to several images)
+    owners = {}
+    for r, i in zip(st.cap_ids, st.cap_image):
+        owners.setdefault(tuple(r.tolist()), set()).add(int(i))
+    own = torch.tensor([int(img) in owners[tuple(ids.tolist())] for ids, img in zip(a["original_ids"], a["image"])])
+    m = a["is_matched"].bool()
+    assert own[m].all() and 0.2 < m.float().mean() < 0.8
+    assert own[~m].float().mean() < 0.25
+    # only training images; masked positions carry the original id
+    assert (a["image"] < st.n_train).all()
+    sel = a["mlm_labels"] != -100
+    assert torch.equal(a["mlm_labels"][sel], a["original_ids"][sel])
+    held = st.pretrain_batch(0, 64, split="test")
+    assert (held["image"] >= st.n_train).all()
+
+
+def test_vqa_batches_and_majority_baseline(small):
+    st = small[False]
+    b = st.vqa_batch(0, 32)
+    assert (b["image"] < st.n_train).all() and b["soft_scores"].shape == (32, len(st.answers))
+    assert float(b["soft_scores"].min()) >= 0 and float(b["soft_scores"].max()) <= 1
+    # an oracle that returns the soft scores as logits scores the maximal VQA accuracy
+    assert st.vqa_accuracy(lambda bb: bb["soft_scores"]) > 0.9
+    assert 0.0 < st.majority_accuracy() < 0.5
+
+
+def test_vocab_tokens_rebuild_the_same_ids(small):
+    st = small[False]
+    again = build_scene_tensors(120, seed=3, n_test=20, vocab_tokens=st.vocab.itos)
+    assert again.vocab.itos == st.vocab.itos and torch.equal(again.cap_ids, st.cap_ids)
+
+
+# --------------------------------------------------------------------------------------------------
+# adapters
+# --------------------------------------------------------------------------------------------------
+def _adapter(kind, small):
+    template = {"visualbert": True, "vlbert": "segment"}.get(kind, False)
+    return adapter(small[template], Recipe(kind=kind, n_images=120, n_test=20, seed=3))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_pretraining_losses_are_finite_with_finite_gradients(kind, small):
+    sm = _adapter(kind, small)
+    torch.manual_seed(0)
+    model = sm.pretraining_model()
+    out = sm.pretrain_losses(model, sm.st.pretrain_batch(0, 8), torch.Generator().manual_seed(0))
+    assert set(out) >= {"loss", "mlm"}
+    assert all(math.isfinite(float(v.detach())) for v in out.values())
+    out["loss"].backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_question_only_inputs_carry_nothing_of_the_image(kind, small):
+    """With zero_image, two different images give the same answer scores (no features, boxes or count)."""
+    sm = _adapter(kind, small)
+    torch.manual_seed(0)
+    qa = sm.qa_model().eval()
+    b = {k: v[:1] for k, v in sm.st.vqa_batch(0, 1).items() if k != "rows"}
+    counts = sm.st.region_mask.sum(1)
+    other = int(torch.nonzero(counts != counts[b["image"][0]])[0])  # an image with another number of regions
+    b2 = {**b, "image": torch.tensor([other])}
+    with torch.no_grad():
+        same = [sm.vqa(qa, x, zero_image=True)["logits"] for x in (b, b2)]
+        diff = [sm.vqa(qa, x, zero_image=False)["logits"] for x in (b, b2)]
+    assert torch.allclose(same[0], same[1], atol=1e-6)
+    assert not torch.allclose(diff[0], diff[1], atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_transfer_copies_the_encoder_and_keeps_the_new_head(kind, small):
+    sm = _adapter(kind, small)
+    torch.manual_seed(0)
+    pre, qa = sm.pretraining_model(), sm.qa_model()
+    report = transfer_pretrained(qa, pre)
+    assert report["loaded"] and report["new"]
+    own, src = qa.state_dict(), pre.state_dict()
+    assert all(torch.equal(own[k], src[k]) for k in report["loaded"])
+
+
+def test_transfer_refuses_shape_mismatches(small):
+    sm = _adapter("visualbert", small)
+    pre = sm.pretraining_model()
+    wider = adapter(sm.st, Recipe(kind="visualbert", hidden=32, heads=4, ffn=64)).qa_model()
+    with pytest.raises(ValueError, match="shapes differ"):
+        transfer_pretrained(wider, pre)
+
+
+def test_unknown_kind_is_refused():
+    with pytest.raises(ValueError, match="kind"):
+        Recipe(kind="clip")
+    with pytest.raises(ValueError, match="kind"):
+        sc.load_scene_checkpoint("clip")
+
+
+# --------------------------------------------------------------------------------------------------
+# the shipped checkpoints
+# --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", KINDS)
+def test_shipped_checkpoint_is_small_checked_and_loads(kind):
+    path = DATA / sc.checkpoint_name(kind)
+    assert path.exists(), f"reproduce with: python -m vlp_course.models.scene_checkpoints --model {kind}"
+    assert path.stat().st_size <= 5 * 2**20
+    model, sm, meta = sc.load_scene_checkpoint(kind)
+    assert sm.recipe.kind == kind and sm.st.vocab.itos[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    curves = __import__("json").loads(meta["history"])
+    assert curves["mlm"][-1] < 0.6 * curves["mlm"][0]  # the recorded MLM loss fell during pretraining
+
+
+def test_checkpoint_with_a_wrong_checksum_is_refused(monkeypatch):
+    import vlp_course.data.detector as det
+
+    monkeypatch.setattr(det, "_expected_sha256", lambda name: "0" * 64)
+    with pytest.raises(ValueError, match="SHA-256"):
+        sc.load_scene_checkpoint("visualbert")
