@@ -188,3 +188,26 @@ def test_checkpoint_with_a_wrong_checksum_is_refused(monkeypatch):
     monkeypatch.setattr(det, "_expected_sha256", lambda name: "0" * 64)
     with pytest.raises(ValueError, match="SHA-256"):
         sc.load_scene_checkpoint("visualbert")
+
+
+def test_without_the_data_folder_the_checkpoint_is_pretrained_once_and_cached(tmp_path, monkeypatch):
+    """Installed without data/ (pip on Colab): load_scene_checkpoint trains the recipe, caches it, reuses it."""
+    from dataclasses import replace
+
+    import vlp_course.data.detector as det
+
+    monkeypatch.setattr(det, "_data_dir", lambda: tmp_path / "no-data")
+    monkeypatch.setenv("VLP_COURSE_CACHE", str(tmp_path / "cache"))
+    real, calls = sc.train_scene_checkpoint, []
+
+    def tiny(recipe, **kw):
+        calls.append(recipe.kind)
+        return real(replace(recipe, n_images=60, n_test=10, steps=3), **{**kw, "progress": False})
+
+    monkeypatch.setattr(sc, "train_scene_checkpoint", tiny)
+    with pytest.warns(UserWarning, match="pretraining the lxmert checkpoint"):
+        model, sm, meta = sc.load_scene_checkpoint("lxmert")
+    assert sm.recipe.steps == 3 and (tmp_path / "cache" / "checkpoints" / "lxmert_scenes.safetensors").exists()
+    again, _, _ = sc.load_scene_checkpoint("lxmert")
+    assert calls == ["lxmert"]
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))

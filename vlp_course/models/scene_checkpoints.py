@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -71,7 +72,7 @@ class Recipe:
     batch: int = 128
     lr: float = 1e-3
     warmup: int = 100
-    steps: int = 3000
+    steps: int = 2000
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -424,7 +425,8 @@ def load_scene_checkpoint(kind: str, path: str | Path | None = None):
 
     The file (default ``data/<kind>_scenes.safetensors``) must match its SHA-256 in
     ``data/SHA256SUMS``; its metadata holds the :class:`Recipe` and the vocabulary, so the data are
-    rebuilt exactly as in training.
+    rebuilt exactly as in training. When the course is installed without its ``data/`` folder, the
+    checkpoint is pretrained once with the default recipe (on CUDA when available) and cached.
 
     Raises:
         ValueError: unknown kind, a SHA-256 mismatch, or a checkpoint whose keys do not fit the model.
@@ -433,12 +435,21 @@ def load_scene_checkpoint(kind: str, path: str | Path | None = None):
     from safetensors import safe_open
     from safetensors.torch import load_file
 
+    from vlp_course.data.cache import atomic_write_bytes, cache_dir, sha256_file
     from vlp_course.data.detector import _data_dir, _expected_sha256
-    from vlp_course.data.cache import sha256_file
 
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     p = Path(path) if path is not None else _data_dir() / checkpoint_name(kind)
+    if not p.exists() and path is None:
+        # installed without the repository's data/ folder (e.g. pip on Colab): train it once, cache it
+        cached = cache_dir() / "checkpoints" / checkpoint_name(kind)
+        if not cached.exists():
+            warnings.warn(f"{p} is not here: pretraining the {kind} checkpoint now (minutes on a CPU, "
+                          f"seconds on a GPU); it is cached in {cached}", stacklevel=2)
+            device = "cuda" if torch.cuda.is_available() else None
+            atomic_write_bytes(cached, train_scene_checkpoint(Recipe(kind=kind), device=device, progress=True))
+        p, path = cached, cached
     if not p.exists():
         raise FileNotFoundError(f"{p} is missing; reproduce it with: python -m vlp_course.models.scene_checkpoints --model {kind}")
     if path is None:
@@ -466,37 +477,42 @@ def _curves(train: dict[str, list[float]], window: int) -> dict[str, list[float]
     return out
 
 
-def _main(argv=None) -> int:
+def train_scene_checkpoint(recipe: Recipe, *, device=None, progress: bool = True) -> bytes:
+    """Pretrain ``recipe``'s model from scratch; returns the safetensors file (bytes) with its metadata."""
     from safetensors.torch import save
 
-    from vlp_course.data.cache import atomic_write_bytes, atomic_write_text, sha256_file
-    from vlp_course.data.detector import _data_dir
-
-    ap = argparse.ArgumentParser(description="Pretrain a course model on the scenes and write data/<model>_scenes.safetensors")
-    ap.add_argument("--model", choices=KINDS, required=True)
-    ap.add_argument("--steps", type=int, default=Recipe.steps)
-    ap.add_argument("--out", default=str(_data_dir()))
-    args = ap.parse_args(argv)
-    recipe = Recipe(kind=args.model, steps=args.steps)
     st = scene_tensors(recipe)
     sm = adapter(st, recipe)
     torch.manual_seed(recipe.seed)
     model = sm.pretraining_model()
     t = time.perf_counter()
-    hist = pretrain(model, sm, recipe.steps, seed=recipe.seed, progress=True)
+    hist = pretrain(model, sm, recipe.steps, seed=recipe.seed, progress=progress, device=device)
     secs = time.perf_counter() - t
-    model.eval()
     last = {k: float(sum(v[-100:]) / len(v[-100:])) for k, v in hist.train.items()}
-    print(f"{args.model}: {recipe.steps} steps in {secs:.0f} s; last 100 steps: " + ", ".join(f"{k} {v:.3f}" for k, v in last.items()))
+    print(f"{recipe.kind}: {recipe.steps} steps in {secs:.0f} s; last 100 steps: " + ", ".join(f"{k} {v:.3f}" for k, v in last.items()))
     # tied weights (the MLM decoder and the word embeddings) are stored once per name
     state = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
     meta = {"recipe": json.dumps(asdict(recipe)), "vocab": json.dumps(st.vocab.itos),
             "final_losses": json.dumps({k: round(v, 4) for k, v in last.items()}), "train_seconds": f"{secs:.0f}",
             # the training curves, averaged over windows of 50 steps: {"step": [...], "mlm": [...], ...}
             "history": json.dumps(_curves(hist.train, 50))}
+    return save(state, metadata=meta)
+
+
+def _main(argv=None) -> int:
+    from vlp_course.data.cache import atomic_write_bytes, atomic_write_text, sha256_file
+    from vlp_course.data.detector import _data_dir
+
+    ap = argparse.ArgumentParser(description="Pretrain a course model on the scenes and write data/<model>_scenes.safetensors")
+    ap.add_argument("--model", choices=KINDS, required=True)
+    ap.add_argument("--steps", type=int, default=Recipe.steps)
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--out", default=str(_data_dir()))
+    args = ap.parse_args(argv)
+    data = train_scene_checkpoint(Recipe(kind=args.model, steps=args.steps), device=args.device)
     out = Path(args.out)
     name = checkpoint_name(args.model)
-    atomic_write_bytes(out / name, save(state, metadata=meta))
+    atomic_write_bytes(out / name, data)
     digest = sha256_file(out / name)
     sums = out / "SHA256SUMS"
     lines = [ln for ln in (sums.read_text().splitlines() if sums.exists() else []) if not ln.endswith(name)]
