@@ -169,12 +169,32 @@ class Impl:
     forward: Callable[[], tuple[Tensor, dict[str, Tensor]]]
 
 
+def _models(make_theirs: Callable[[], nn.Module], make_ours: Callable[[], nn.Module], which: tuple[str, ...],
+            copy_weights: bool) -> tuple[nn.Module | None, nn.Module | None]:
+    """(ours, theirs): transformers' model with random weights, ours with a copy of them (through
+    the converter) when ``copy_weights``. Only the models asked for are built: a model built and
+    dropped in the memory child would leave freed memory that the measured one reuses unseen.
+
+    Raises:
+        RuntimeError: when the weights do not copy (the converter's report says which keys).
+    """
+    from vlp_course.models.convert import load_checkpoint
+
+    torch.manual_seed(0)
+    theirs = _randomize(make_theirs(), seed=1) if "transformers" in which or copy_weights else None
+    ours = make_ours() if "ours" in which else None
+    if copy_weights and ours is not None:
+        report = load_checkpoint(ours, theirs.state_dict())
+        if not report.ok:
+            raise RuntimeError(f"weights did not copy:\n{report}")
+    return ours, theirs
+
+
 def visualbert_pair(size: str, w: Workload, device: str = "cpu", *, copy_weights: bool = True,
                     which: tuple[str, ...] = ("ours", "transformers")) -> dict[str, Impl]:
     """The course's and transformers' VisualBertForPreTraining, same config, weights and batch."""
     import transformers
 
-    from vlp_course.models.convert import load_checkpoint
     from vlp_course.models.visualbert import VisualBertConfig, VisualBertForPreTraining
 
     s = SIZES[size]
@@ -182,14 +202,8 @@ def visualbert_pair(size: str, w: Workload, device: str = "cpu", *, copy_weights
         vocab_size=s.vocab, hidden_size=s.hidden, num_hidden_layers=s.layers, num_attention_heads=s.heads,
         intermediate_size=s.ffn, visual_embedding_dim=s.feat, max_position_embeddings=max(512, w.text),
         hidden_dropout_prob=w.dropout, attention_probs_dropout_prob=w.dropout)
-    torch.manual_seed(0)
-    # only the models asked for are built (a model built and dropped would skew the memory figures)
-    theirs = _randomize(transformers.VisualBertForPreTraining(hc), seed=1) if "transformers" in which or copy_weights else None
-    ours = VisualBertForPreTraining(VisualBertConfig.from_hf(hc)) if "ours" in which else None
-    if copy_weights and ours is not None:
-        report = load_checkpoint(ours, theirs.state_dict())
-        if not report.ok:
-            raise RuntimeError(f"weights did not copy:\n{report}")
+    ours, theirs = _models(lambda: transformers.VisualBertForPreTraining(hc),
+                           lambda: VisualBertForPreTraining(VisualBertConfig.from_hf(hc)), which, copy_weights)
     g = torch.Generator().manual_seed(0)
     t = _text(g, s, w)
     B, V = w.batch, w.regions
@@ -231,7 +245,6 @@ def lxmert_pair(size: str, w: Workload, device: str = "cpu", *, copy_weights: bo
     ours (and the original's data loader) ignore them."""
     import transformers
 
-    from vlp_course.models.convert import load_checkpoint
     from vlp_course.models.lxmert import LxmertConfig, LxmertForPreTraining
 
     s = SIZES[size]
@@ -241,13 +254,9 @@ def lxmert_pair(size: str, w: Workload, device: str = "cpu", *, copy_weights: bo
         l_layers=l_layers, r_layers=r_layers, x_layers=x_layers, visual_feat_dim=s.feat, num_qa_labels=s.answers,
         num_object_labels=s.classes, num_attr_labels=s.attrs, max_position_embeddings=max(512, w.text),
         hidden_dropout_prob=w.dropout, attention_probs_dropout_prob=w.dropout)
-    torch.manual_seed(0)
-    theirs = _randomize(transformers.LxmertForPreTraining(hc), seed=1) if "transformers" in which or copy_weights else None
-    ours = LxmertForPreTraining(LxmertConfig.from_hf(hc, visual_loss_normalizer=6.67)) if "ours" in which else None
-    if copy_weights and ours is not None:
-        report = load_checkpoint(ours, theirs.state_dict())
-        if not report.ok:
-            raise RuntimeError(f"weights did not copy:\n{report}")
+    ours, theirs = _models(lambda: transformers.LxmertForPreTraining(hc),
+                           lambda: LxmertForPreTraining(LxmertConfig.from_hf(hc, visual_loss_normalizer=6.67)),
+                           which, copy_weights)
     g = torch.Generator().manual_seed(0)
     t = _text(g, s, w)
     B, N = w.batch, w.regions
