@@ -44,7 +44,8 @@ def machine() -> str:
     except OSError:
         pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{cpu}; {os.cpu_count()} cores; torch {torch.__version__} ({torch.get_num_threads()} threads); {gpu}"
+    n = torch.get_num_threads()
+    return f"{cpu}; {os.cpu_count()} cores; torch {torch.__version__} ({n} thread{'' if n == 1 else 's'}); {gpu}"
 
 
 def time_fn(fn: Callable[[], object], *, warmup: int = 2, repeats: int = 5, sync_cuda: bool = False) -> tuple[float, float]:
