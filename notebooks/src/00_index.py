@@ -24,8 +24,15 @@
 # 8. [The three key problems: representation, fusion, alignment](08_three_key_problems.ipynb)
 # 9. [Pretraining tasks: MLM, masked region modeling, image-text matching](09_pretraining_tasks.ipynb)
 #
-# The four models of 2019–2020 — VisualBERT, LXMERT, ViLBERT and VL-BERT — are implemented and tested
-# in `vlp_course.models`; their notebooks are being written.
+# ## Part 4 — the models of 2019–2020
+# 10. [VisualBERT: one BERT over words and regions](10_visualbert.ipynb)
+# 11. [LXMERT: a language encoder, an object encoder and a cross-modality encoder](11_lxmert.ipynb)
+# 12. [ViLBERT: two streams that talk through co-attention](12_vilbert.ipynb)
+# 13. [VL-BERT: one BERT over words and regions, with visual feature embeddings](13_vlbert.ipynb)
+#
+# Notebooks 10–13 each pretrain their model briefly from scratch, then load a small checkpoint that
+# was pretrained for longer on the same scenes (shipped in `data/`, SHA-256 checked; the command that
+# reproduces it is in the notebook), and fine-tune it for VQA against a question-only baseline.
 
 # %% [markdown]
 # ## How the notebooks work

@@ -1,0 +1,289 @@
+# %% [markdown]
+# # 11 · LXMERT: a language encoder, an object encoder and a cross-modality encoder
+#
+# LXMERT (Tan & Bansal, 2019) keeps the two modalities apart at first: a BERT-like **language
+# encoder** reads the sentence, an **object-relationship encoder** reads the detected objects (each
+# a region feature plus its box), and only then a **cross-modality encoder** lets them exchange
+# information — every cross layer attends language→vision and vision→language with one shared set
+# of attention weights. It is pretrained on five tasks at once: masked cross-modality language
+# modelling, RoI-feature regression, detected-label classification, attribute classification and
+# cross-modality matching (plus image QA). We build it from `vlp_course.models.lxmert` (outputs equal
+# to the `transformers` port's to within 1e-6, see `tests/test_lxmert.py`), pretrain it briefly on
+# synthetic scenes, load a checkpoint pretrained for longer, look at its cross-attention, and
+# fine-tune it for VQA, checking that it really uses the image.
+
+# %%
+import inspect
+import json
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from vlp_course.models.scene_checkpoints import (
+    Recipe, adapter, evaluate_pretraining, load_scene_checkpoint, pretrain, scene_tensors, train_vqa,
+    transfer_pretrained, vqa_accuracy,
+)
+from vlp_course.text.vocab import tokenize
+
+T0 = time.perf_counter()
+
+# %% [markdown]
+# All sizes in one place; budgets in steps. Dropout is off for short CPU runs (the original uses
+# 0.1). `Recipe()` holds the sizes of the course checkpoint: hidden 64, 4 heads, 2 language layers,
+# 1 object-relationship layer and 1 cross-modality layer (the original: 768, 12, and 9/5/5).
+
+# %%
+CFG = dict(
+    pretrain_steps=100, pretrain_lr=2e-3,  # the short from-scratch run
+    vqa_steps=300, vqa_batch=64, min_margin=0.1,  # the VQA fine-tune from the checkpoint; the asserted gain
+    batch=64, seed=0,
+)
+recipe = Recipe(kind="lxmert")
+print(recipe)
+
+# %% [markdown]
+# ## Data: scenes, captions, questions, and what a detector would give
+#
+# LXMERT takes, per image, N region features and their boxes as normalised corners
+# **(x1, y1, x2, y2)** in [0, 1] (the original data pipeline; the `transformers` docs say
+# "(x, y, width, height)", which is not what the checkpoints were trained with). The model checks
+# them: a box with x2 < x1 or a coordinate outside [0, 1] raises a `ValueError`.
+#
+# **Region features.** As in notebook 10, each region's feature is an *oracle*: the one-hot shape,
+# colour and size of a ground-truth object plus Gaussian noise (a near-perfect detector). The
+# detector's top shape label is the "object" target and the colour the "attribute" target of the
+# label-classification tasks (confidence 1).
+
+# %%
+st = scene_tensors(recipe)
+sm = adapter(st, recipe)
+print(f"{len(st.ds)} images ({st.n_train} for training), up to {st.feats.shape[1]} objects of width {st.feats.shape[2]}")
+print(f"{len(st.cap_ids)} captions, {len(st.q_ids)} questions, {len(st.vocab)} words, {len(st.answers)} answers")
+b = st.vqa_batch(0, 2)
+bad_boxes = torch.tensor([0.5, 0.1, 0.2, 0.3]).repeat(2, st.feats.shape[1], 1)  # (2, N, 4) with x2 < x1
+try:
+    sm.qa_model()(b["input_ids"], st.feats[b["image"]], bad_boxes)
+    raise AssertionError("a box with x2 < x1 must be refused")
+except ValueError as err:
+    print("refused:", err)
+
+# %% [markdown]
+# ## The architecture, drawn from the config
+
+# %%
+torch.manual_seed(CFG["seed"])
+model = sm.pretraining_model()
+config = model.config
+
+
+def count(module):
+    return sum(p.numel() for p in module.parameters())
+
+
+enc = model.lxmert.encoder
+parts = [("text embeddings", count(model.lxmert.embeddings)), ("object encoder (feature + box)", count(enc.visn_fc)),
+         (f"language encoder: {config.l_layers} layer(s)", count(enc.layer)),
+         (f"object-relationship encoder: {config.r_layers} layer(s)", count(enc.r_layers)),
+         (f"cross-modality encoder: {config.x_layers} layer(s)", count(enc.x_layers)),
+         ("pooler", count(model.lxmert.pooler)), ("pretraining heads", count(model) - count(model.lxmert))]
+fig, ax = plt.subplots(figsize=(7.5, 3))
+boxes_xy = [(0.05, 0.05, "text\nembeddings"), (0.55, 0.05, "object encoder\nLN(W f) + LN(W b) / 2"),
+            (0.05, 0.35, f"language encoder\n{config.l_layers} self-att layer(s)"),
+            (0.55, 0.35, f"object-relationship\nencoder, {config.r_layers} layer(s)"),
+            (0.3, 0.65, f"cross-modality encoder, {config.x_layers} layer(s)\nshared cross-att -> self-att -> FFN per stream")]
+for x0, y0, label in boxes_xy:
+    w = 0.4
+    ax.add_patch(plt.Rectangle((x0, y0), w, 0.22, color="tab:orange" if "object" in label else "tab:blue", alpha=0.4))
+    ax.text(x0 + w / 2, y0 + 0.11, label, ha="center", va="center", fontsize=8)
+for x0, y0 in ((0.25, 0.27), (0.75, 0.27), (0.25, 0.57), (0.75, 0.57)):
+    ax.annotate("", (x0 if y0 < 0.5 else 0.5, y0 + 0.08), (x0, y0), arrowprops=dict(arrowstyle="->"))
+ax.set_xlim(0, 1); ax.set_ylim(0, 0.9); ax.axis("off")
+plt.show()
+for name, n in parts:
+    print(f"{name:52s} {n:9,d}")
+print(f"{'total':52s} {count(model):9,d}")
+
+# %% [markdown]
+# ## Exercise 1: the object encoder
+#
+# Each object is embedded from its feature *and* its box, by two independent branches that are
+# averaged: `(LayerNorm(visn_fc(f)) + LayerNorm(box_fc(b))) / 2`. Using the submodules of `enc`
+# (`visn_fc`, `visn_layer_norm`, `box_fc`, `box_layer_norm`), return the (B, N, D) object embeddings.
+
+# %%
+def object_embedding(enc, feats, boxes):
+    ### BEGIN SOLUTION
+    x = enc.visn_layer_norm(enc.visn_fc(feats))
+    y = enc.box_layer_norm(enc.box_fc(boxes))
+    return (x + y) / 2
+    ### END SOLUTION
+
+
+# %% tags=["graded"]
+from vlp_course.exercises.models import check_object_embedding
+
+check_object_embedding(object_embedding)
+
+# %% [markdown]
+# ## Exercise 2: one cross-modality layer
+#
+# `layer` is an `LxmertXLayer`. Implement its forward pass with its submodules:
+#
+# 1. cross-attention with the **same** module `layer.visual_attention` in both directions:
+#    `lang_x, _ = layer.visual_attention(lang, visn, visn_mask)` (language queries, vision keys) and
+#    `visn_x, _ = layer.visual_attention(visn, lang, lang_mask)` — both from the layer's inputs;
+# 2. self-attention per stream: `layer.lang_self_att(lang_x, lang_mask)` and
+#    `layer.visn_self_att(visn_x, visn_mask)` (each returns `(states, weights)`);
+# 3. feed-forward per stream: `layer.lang_output(layer.lang_inter(h), h)`, and the same with `visn_`.
+#
+# Return `(lang_out, visn_out)`.
+
+# %%
+def cross_modality_layer(layer, lang, lang_mask, visn, visn_mask):
+    ### BEGIN SOLUTION
+    lang_x, _ = layer.visual_attention(lang, visn, visn_mask)
+    visn_x, _ = layer.visual_attention(visn, lang, lang_mask)
+    lang_x, _ = layer.lang_self_att(lang_x, lang_mask)
+    visn_x, _ = layer.visn_self_att(visn_x, visn_mask)
+    return layer.lang_output(layer.lang_inter(lang_x), lang_x), layer.visn_output(layer.visn_inter(visn_x), visn_x)
+    ### END SOLUTION
+
+
+# %% tags=["graded"]
+from vlp_course.exercises.models import check_cross_modality_layer
+
+check_cross_modality_layer(cross_modality_layer)
+
+# %% [markdown]
+# ## Pretraining on four tasks
+#
+# Each step: half of the captions are swapped for another image's (`is_matched` = 0); 15% of the
+# words are masked; 15% of the objects are masked LXMERT's way (80% zeroed, 10% replaced by another
+# object's feature, 10% kept). Losses: masked cross-modality LM (counted on mismatched pairs too, as
+# in the original), cross-modality matching, detected-label (shape) and attribute (colour)
+# classification on every object weighted by the detector's confidence, and RoI-feature regression
+# (smooth-L1) on the masked objects; each visual loss is a mean over all boxes times 1/0.15.
+
+# %% [markdown]
+# The step, from the course package (the object and attribute targets use the detector's label and
+# confidence, here 1 for every real object):
+
+# %%
+print(inspect.getsource(type(sm).pretrain_losses))
+
+# %%
+t = time.perf_counter()
+hist = pretrain(model, sm, CFG["pretrain_steps"], batch=CFG["batch"], lr=CFG["pretrain_lr"], warmup=10, seed=CFG["seed"], device=device)
+print(f"pretraining: {CFG['pretrain_steps']} steps in {time.perf_counter() - t:.1f} s")
+tasks = ["mlm", "matched", "obj", "attr", "feat"]
+fig, axes = plt.subplots(1, 5, figsize=(12, 2.4))
+for ax, k in zip(axes, tasks):
+    ax.plot(hist.steps, hist.smoothed(k, 10)); ax.set_title(k, fontsize=9); ax.set_xlabel("step")
+plt.tight_layout(); plt.show()
+first = {k: float(np.mean(hist.train[k][:10])) for k in tasks}
+last = {k: float(np.mean(hist.train[k][-10:])) for k in tasks}
+for k in tasks:
+    print(f"{k:8s} {first[k]:.3f} -> {last[k]:.3f}")
+for k in ("mlm", "obj", "attr"):
+    assert last[k] < 0.8 * first[k], f"the {k} loss should fall by at least 20%"
+
+# %% [markdown]
+# The masked words and the object labels are learned first; matching stays at chance in a run this
+# short, since a word must first find *its* object.
+#
+# ## A checkpoint pretrained for longer
+#
+# The course ships the same model pretrained for thousands of steps with the same recipe
+# (`data/lxmert_scenes.safetensors`, SHA-256 checked; `python -m vlp_course.models.scene_checkpoints
+# --model lxmert` reproduces it). Its metadata holds the recipe, the vocabulary and the training
+# curves.
+
+# %%
+pre, sm_ckpt, meta = load_scene_checkpoint("lxmert")
+assert sm_ckpt.st.vocab.itos == st.vocab.itos, "the checkpoint's vocabulary is the one built above"
+curves = json.loads(meta["history"])
+fig, axes = plt.subplots(1, 5, figsize=(12, 2.4))
+for ax, k in zip(axes, tasks):
+    ax.plot(curves["step"], curves[k]); ax.set_title(k + " (training)", fontsize=9); ax.set_xlabel("step")
+plt.tight_layout(); plt.show()
+held_out = evaluate_pretraining(pre.to(device), sm)
+scratch = evaluate_pretraining(model, sm)
+print("held-out captions | after the short run:", {k: round(v, 3) for k, v in scratch.items()})
+print("                  | checkpoint:          ", {k: round(v, 3) for k, v in held_out.items()})
+assert held_out["mlm"] < scratch["mlm"] and held_out["matched"] < scratch["matched"]
+
+# %% [markdown]
+# ## Cross-attention from a word to the objects
+#
+# `output_attentions=True` returns, per cross-modality layer, the language→vision weights
+# (B, heads, T, N). Below: the attention of a colour word to each object (last cross layer, averaged
+# over heads) in the pretrained checkpoint, drawn on a held-out image.
+
+# %%
+img_id = next(i for i in range(st.n_train, len(st.ds)) if len(st.ds.scenes[i].objects) >= 3)
+sc = st.ds.scenes[img_id]
+word = sc.objects[0].color
+text = f"a {word} {sc.objects[0].shape}"
+ids = torch.tensor([[st.ids["[CLS]"]] + st.vocab.encode(tokenize(text)) + [st.ids["[SEP]"]]])
+f, bx, rm = sm.images({"image": torch.tensor([img_id])})
+with torch.no_grad():
+    out = pre.to("cpu").lxmert(ids, f, bx / st.image_size, torch.ones_like(ids), rm, output_attentions=True)
+att = out.cross_attentions[-1][0].mean(0)  # (T, N)
+w = att[tokenize(text).index(word) + 1, :len(sc.objects)]
+fig, (a0, a1) = plt.subplots(1, 2, figsize=(7, 3.2))
+a0.imshow(sc.image)
+for k, o in enumerate(sc.objects):
+    x1, y1, x2, y2 = sc.boxes()[k]
+    a0.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, lw=3, color=plt.cm.viridis(float(w[k] / w.max()))))
+    a0.text(x1, y1 - 1, str(k + 1), color="white", fontsize=8)
+a0.set_title(f'cross-attention of "{word}" in "{text}"', fontsize=9); a0.axis("off")
+a1.bar([f"{k + 1}: {o.color} {o.shape}" for k, o in enumerate(sc.objects)], w.numpy(), color="tab:orange")
+a1.tick_params(axis="x", rotation=45, labelsize=7); a1.set_ylabel("attention weight")
+plt.tight_layout(); plt.show()
+assert torch.allclose(att.sum(-1), torch.ones(att.shape[0]), atol=1e-4)  # padding objects get no weight
+
+# %% [markdown]
+# ## VQA fine-tuning, and the question-only baseline
+#
+# LXMERT answers from the pooled [CLS] vector through a two-layer MLP (`answer_head`), trained with
+# the original's loss: binary cross-entropy on the soft VQA scores, times the number of answers
+# (`transformers`' `LxmertForQuestionAnswering` uses a softmax cross-entropy on one answer instead).
+# The baseline is the same model, from the same checkpoint, fine-tuned and tested with the image
+# zeroed: features *and* boxes, with every object slot marked real (so the number of objects does
+# not leak either).
+
+# %%
+results = {}
+for name, zero_image in (("question only (image zeroed)", True), ("LXMERT (with the image)", False)):
+    torch.manual_seed(CFG["seed"])
+    qa = sm.qa_model()
+    moved = transfer_pretrained(qa, pre)
+    t = time.perf_counter()
+    train_vqa(qa, sm, CFG["vqa_steps"], zero_image=zero_image, batch=CFG["vqa_batch"], seed=CFG["seed"], device=device)
+    results[name] = vqa_accuracy(qa, sm, zero_image=zero_image)
+    print(f"{name}: VQA accuracy {results[name]:.1%} ({CFG['vqa_steps']} steps, {time.perf_counter() - t:.1f} s)")
+print(f"{len(moved['loaded'])} tensors from the checkpoint; new: {moved['new']}")
+results["majority answer"] = st.majority_accuracy()
+
+# %%
+plt.figure(figsize=(5, 2.4))
+plt.barh(list(results), [100 * v for v in results.values()], color=["grey", "tab:orange", "lightgrey"])
+plt.xlabel("VQA accuracy on held-out images (%)"); plt.xlim(0, 100)
+plt.show()
+base, full = results["question only (image zeroed)"], results["LXMERT (with the image)"]
+print(f"with the image {full:.1%}, question only {base:.1%}, majority answer {results['majority answer']:.1%}")
+assert full > base + CFG["min_margin"], f"the model must use the image: {CFG['min_margin']:.0%} above the question-only model"
+print(f"total time {time.perf_counter() - T0:.0f} s")
+
+# %% [markdown]
+# ## Open questions
+#
+# * The cross-modality layer uses one attention module for both directions. What does sharing save,
+#   and what might it cost? (ViLBERT's co-attention keeps two.)
+# * The label losses are computed on *every* object, weighted by the detector's confidence, not only
+#   on masked ones (`label_weighting="confidence"`, as in the original). What can the model learn
+#   from an unmasked object's label, and why might this act as a regulariser?
+# * The language encoder never sees the image. Which questions could the language stream alone
+#   already route correctly before the cross layers?

@@ -1,0 +1,317 @@
+# %% [markdown]
+# # 13 · VL-BERT: one BERT over words and regions, with visual feature embeddings
+
+# %% [markdown]
+# **Why.** VL-BERT (Su et al., ICLR 2020) is the single-stream answer to ViLBERT: one BERT reads
+# `[CLS] caption [SEP] [IMG] … [IMG] [END]`, where each [IMG] token carries a *visual feature
+# embedding* — the region's appearance concatenated with a sin/cos embedding of its box, through
+# Dropout, Linear and ReLU. Two LayerNorms whose weights start at **zero** add the visual embedding
+# to the words and to the regions, so the untrained model is exactly BERT and learns to fade the image
+# in. It is pretrained with masked words (with visual clues) and masked RoI classification (with
+# linguistic clues) — and **without** image–text matching, which the authors dropped because it made
+# downstream results worse. This notebook builds it with the original parameter names
+# (`vlp_course.models.vlbert`), checks the layout and the start-as-BERT property, pretrains it briefly
+# on the scenes, measures why masking RoIs *in the pixels* matters, loads a checkpoint pretrained for
+# longer, and fine-tunes it on VQA against a question-only baseline.
+
+# %%
+import inspect
+import json
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from vlp_course.models.scene_checkpoints import (
+    Recipe, adapter, evaluate_pretraining, load_scene_checkpoint, pretrain, scene_tensors, train_vqa,
+    transfer_pretrained, vqa_accuracy,
+)
+from vlp_course.models.vlbert import (
+    VLBERTConfig, VLBERTForPretraining, expected_state_dict_keys, geometry_embedding, sequence_layout, whole_image_boxes,
+)
+
+T0 = time.perf_counter()
+CFG = dict(
+    pretrain_steps=100, pretrain_lr=2e-3,  # the short from-scratch run (budgets in steps, not seconds)
+    vqa_steps=1000, vqa_batch=64, min_margin=0.05,  # the VQA fine-tune from the checkpoint; the asserted gain
+    batch=64, seed=0,
+    probe_scenes=600,    # single-object scenes for the leakage probe
+    roi_cells=8,         # RoIAlign cells per side of the pixel-level stand-in detector
+)
+recipe = Recipe(kind="vlbert")
+print(recipe)
+
+# %% [markdown]
+# ## 1. The input sequence and the original parameter names
+#
+# Segments: A (0) and B (1) for text, C (2) for every [IMG] and [END]. Positions: the text counts
+# 0..T−1, **all** [IMG] tokens share position T (the regions form a set, not a sequence), [END] takes T+1.
+
+# %%
+lay = sequence_layout(torch.ones(1, 5), torch.zeros(1, 5, dtype=torch.long), torch.ones(1, 3))
+tokens = ["[CLS]", "a", "red", "star", "[SEP]", "[IMG] whole image", "[IMG] region 1", "[IMG] region 2", "[END]"]
+for tok, seg, pos in zip(tokens, lay.token_type_ids[0].tolist(), lay.position_ids[0].tolist()):
+    print(f"{tok:18s} segment {seg}  position {pos}")
+assert lay.position_ids[0].tolist() == [0, 1, 2, 3, 4, 5, 5, 5, 6] and lay.token_type_ids[0].tolist() == [0] * 5 + [2] * 4
+
+with torch.device("meta"):
+    full = VLBERTForPretraining(VLBERTConfig())
+keys = list(full.state_dict())
+print(f"VL-BERT-base (precomputed features, pretraining heads): {sum(p.numel() for p in full.parameters()) / 1e6:.1f} M parameters, "
+      f"{len(keys)} keys, e.g. {[k for k in keys if not k.startswith('vlbert.encoder')][:8]}")
+assert set(keys) == set(expected_state_dict_keys())
+
+# %% [markdown]
+# ## 2. The geometry embedding
+#
+# A pixel box becomes (x_c, y_c, w, h), divided by the image width or height and multiplied by 100,
+# each encoded as sin and cos at frequencies 1/1000^(i/dim) — 4 × 2 × 256 = 2048 numbers in VL-BERT.
+
+# %%
+xs = torch.linspace(0, 56, 57)
+sweep = torch.stack([xs, torch.full_like(xs, 20), xs + 8, torch.full_like(xs, 28)], -1)[None]  # a box sliding right
+emb = geometry_embedding(sweep, (64, 64), dim=16)[0]  # (57, 128)
+plt.figure(figsize=(8, 3))
+plt.imshow(emb[:, :32].T.numpy(), aspect="auto", cmap="RdBu")
+plt.xlabel("x1 of the box (pixels)")
+plt.ylabel("sin / cos of x_c, 16 frequencies")
+plt.title("geometry embedding of a sliding box")
+plt.show()
+
+# %% [markdown]
+# ## 3. Data: scenes, captions, region features
+#
+# As in notebooks 10 to 12, each region's feature is an *oracle* (the one-hot shape, colour and size
+# of a ground-truth object plus noise) and the detector's class scores are a softmax of noisy one-hot
+# scores. Region 0 is the whole image, with box `[0, 0, W, H]`; its feature is the mean of the
+# regions' (during pretraining, of the *unmasked* regions, as VL-BERT does with precomputed features).
+
+# %%
+st = scene_tensors(recipe)
+sm = adapter(st, recipe)
+W = st.image_size
+feats, boxes, rmask = sm.regions({"image": torch.arange(4)})
+print("features", tuple(feats.shape), "boxes", tuple(boxes.shape), "| image 0, box 0:", boxes[0, 0].tolist())
+print(f"{len(st.cap_ids)} captions, {len(st.q_ids)} questions, {len(st.vocab)} words, {len(st.answers)} answers")
+
+# %% [markdown]
+# ## 4. Starts as BERT
+#
+# With the visual LayerNorm weights at their initial 0, the model's outputs do not depend on what the
+# regions show: the features of other images give the same masked-word scores (only the *number* of
+# [IMG] tokens could matter).
+
+# %%
+torch.manual_seed(CFG["seed"])
+model = sm.pretraining_model()
+print(f"{sum(p.numel() for p in model.parameters()):,} parameters")
+ids, tmask = st.cap_ids[:4], st.cap_mask[:4]
+with torch.no_grad():
+    a = model.eval()(ids, feats, boxes, (W, W), text_mask=tmask, region_mask=rmask)
+    b = model(ids, feats.flip(0), boxes, (W, W), text_mask=tmask, region_mask=rmask)
+gap = float((a["mlm_logits"] - b["mlm_logits"]).abs().max())
+print(f"largest change of the MLM scores when the images are swapped: {gap:.2e}")
+assert gap < 1e-4
+
+# %% [markdown]
+# ## 5. Pretraining: MLM with visual clues, masked RoI classification with linguistic clues
+#
+# 15% of the words and 15% of the regions (never region 0) are selected; a selected region is
+# hidden with probability 0.9: its [IMG] token becomes `object_mask_word_embedding` and its
+# appearance `object_mask_visual_embedding`. The model predicts the detector's class scores of every
+# selected region (soft cross-entropy). No image-text matching: every caption is the image's own.
+
+# %%
+print(inspect.getsource(type(sm).pretrain_losses))
+
+# %%
+t = time.perf_counter()
+hist = pretrain(model, sm, CFG["pretrain_steps"], batch=CFG["batch"], lr=CFG["pretrain_lr"], warmup=10, seed=CFG["seed"], device=device)
+print(f"pretraining: {CFG['pretrain_steps']} steps in {time.perf_counter() - t:.1f} s")
+hist.plot(["mlm", "mrc"], window=10, title="VL-BERT pretraining from scratch")
+plt.show()
+first = {k: float(np.mean(v[:10])) for k, v in hist.train.items()}
+last = {k: float(np.mean(v[-10:])) for k, v in hist.train.items()}
+print({k: (round(first[k], 3), round(last[k], 3)) for k in first})
+p = st.det_probs[st.region_mask.bool()]  # (regions, C) the detector's soft scores: the MRC targets
+floor = float(-(p * p.log()).sum(-1).mean())  # soft cross-entropy cannot go below the targets' entropy
+print(f"masked-RoI loss floor (mean entropy of the soft targets): {floor:.3f}")
+assert last["mlm"] < 0.8 * first["mlm"]
+assert last["mrc"] - floor < first["mrc"] - floor  # the part above the floor falls
+ln = model.vlbert.visual_ln_object.weight.detach().abs().mean().item()
+print(f"mean |weight| of visual_ln_object after training: {ln:.3f} (0 at the start): the image is fading in")
+assert ln > 0
+
+# %% [markdown]
+# The masked words are learned quickly. The masked-RoI loss barely moves in so few steps: it cannot
+# go below the entropy of the detector's soft scores, and predicting a hidden object's class from
+# the caption needs the words bound to the regions, which takes longer (the checkpoint of section 7
+# has learned it).
+#
+# ## 6. Masking pixels or features: does the masked region leak?
+#
+# With precomputed features, VL-BERT replaces a masked region's feature by a learned vector — but
+# the whole-image feature (region 0) was computed from the *unmasked* image. How much of the hidden
+# object does it still show? On scenes with a single object, a logistic-regression probe reads the
+# object's shape and colour from the whole-image feature alone: once from the unmasked image
+# (feature-level masking) and once after the object's pixels were zeroed (pixel-level masking).
+
+# %%
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from vlp_course.data.scenes import COLORS, SHAPES, make_scenes
+from vlp_course.pretraining.regions import mask_pixels
+from vlp_course.vision.features import roi_features
+
+
+def detect(imgs, bxs):
+    """A pixel-level stand-in detector: (B, 3, W, W) images, (B, N, 4) pixel boxes -> (B, N, 3·cells²) RoIAlign features."""
+    c = CFG["roi_cells"]
+    return roi_features(imgs, bxs, box_format="pixel", image_size=(W, W), output_size=c, pool=False).flatten(2)
+
+
+one = make_scenes(CFG["probe_scenes"], seed=CFG["seed"] + 1, max_objects=1)
+img1 = one.tensors()
+box1 = torch.stack([torch.from_numpy(sc.boxes()[:1]) for sc in one])  # (P, 1, 4)
+whole = whole_image_boxes(len(one), W, W)
+y_shape = np.array([sc.labels()[0] for sc in one])
+y_color = np.array([sc.color_labels()[0] for sc in one])
+g_feature = detect(img1, whole)[:, 0].numpy()  # feature-level masking: region 0 from the unmasked image
+g_pixel = detect(mask_pixels(img1, box1, torch.ones(len(one), 1, dtype=torch.bool)), whole)[:, 0].numpy()
+n_fit = int(0.7 * len(one))
+
+
+def probe(x, y):
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500, C=0.1)).fit(x[:n_fit], y[:n_fit])
+    return clf.score(x[n_fit:], y[n_fit:])
+
+
+leak = {(mode, what): probe(x, y) for mode, x in (("feature", g_feature), ("pixel", g_pixel))
+        for what, y in (("shape", y_shape), ("colour", y_color))}
+print(f"chance: shape {1 / len(SHAPES):.2f}, colour {1 / len(COLORS):.2f}")
+for k, v in leak.items():
+    print(f"{k[0]:>7s}-level masking: the {k[1]} of the hidden object is read from the whole-image feature with accuracy {v:.2f}")
+assert leak["feature", "colour"] > leak["pixel", "colour"] + 0.25, "the unmasked whole-image feature shows the hidden object's colour"
+assert leak["pixel", "colour"] < 1 / len(COLORS) + 0.1, "after pixel masking the probe is near chance"
+
+# %% [markdown]
+# With feature-level masking the hidden object's colour is still in the whole-image token (a
+# linear probe reads it far above chance), so the prediction of a masked RoI can copy from there
+# instead of using the caption. (Its shape is not linearly readable from this crude 8×8 pixel
+# feature — a real detector's whole-image feature carries much more.) Pixel-level masking closes that shortcut; in precomputed mode VL-BERT recomputes the
+# whole-image feature as the mean of the *unmasked* regions for the same reason.
+#
+# ## 7. A checkpoint pretrained for longer
+#
+# The course ships the same model pretrained for thousands of steps with the same recipe
+# (`data/vlbert_scenes.safetensors`, SHA-256 checked; `python -m vlp_course.models.scene_checkpoints
+# --model vlbert` reproduces it). Its metadata holds the recipe, the vocabulary and the curves.
+
+# %%
+pre, sm_ckpt, meta = load_scene_checkpoint("vlbert")
+assert sm_ckpt.st.vocab.itos == st.vocab.itos, "the checkpoint's vocabulary is the one built above"
+curves = json.loads(meta["history"])
+fig, axes = plt.subplots(1, 2, figsize=(8, 2.6))
+for ax, k in zip(axes, ["mlm", "mrc"]):
+    ax.plot(curves["step"], curves[k]); ax.set_title(k + " (training)", fontsize=9); ax.set_xlabel("step")
+plt.tight_layout(); plt.show()
+held_out = evaluate_pretraining(pre.to(device), sm)
+scratch = evaluate_pretraining(model, sm)
+print("held-out captions | after the short run:", {k: round(v, 3) for k, v in scratch.items()})
+print("                  | checkpoint:          ", {k: round(v, 3) for k, v in held_out.items()})
+assert held_out["mlm"] < scratch["mlm"] and held_out["mrc"] < scratch["mrc"]
+
+# %% [markdown]
+# ## 8. VQA: fine-tune and compare with a question-only model
+#
+# VL-BERT's VQA input is `[CLS] question [SEP] [MASK] [SEP]` (the answer slot in segment B); the
+# hidden state of that [MASK] goes through `final_mlp` to the answer scores (binary cross-entropy
+# with the soft scores). The baseline is the same model, from the same checkpoint, fine-tuned and
+# tested with the image zeroed (features, boxes and the number of regions).
+
+# %%
+results = {}
+for name, zero_image in (("question only (image zeroed)", True), ("VL-BERT (with the image)", False)):
+    torch.manual_seed(CFG["seed"])
+    qa = sm.qa_model()
+    moved = transfer_pretrained(qa, pre)
+    t = time.perf_counter()
+    train_vqa(qa, sm, CFG["vqa_steps"], zero_image=zero_image, batch=CFG["vqa_batch"], seed=CFG["seed"], device=device)
+    results[name] = vqa_accuracy(qa, sm, zero_image=zero_image)
+    print(f"{name}: VQA accuracy {results[name]:.1%} ({CFG['vqa_steps']} steps, {time.perf_counter() - t:.1f} s)")
+print(f"{len(moved['loaded'])} tensors from the checkpoint; new: {moved['new']}")
+results["majority answer"] = st.majority_accuracy()
+plt.figure(figsize=(5, 2.4))
+plt.barh(list(results), [100 * v for v in results.values()], color=["grey", "tab:orange", "lightgrey"])
+plt.xlabel("VQA accuracy on held-out images (%)"); plt.xlim(0, 100)
+plt.show()
+base, full = results["question only (image zeroed)"], results["VL-BERT (with the image)"]
+print(f"with the image {full:.1%}, question only {base:.1%}, majority answer {results['majority answer']:.1%}")
+assert full > base + CFG["min_margin"], f"the model must use the image: {CFG['min_margin']:.0%} above the question-only model"
+print(f"total time {time.perf_counter() - T0:.0f} s")
+
+# %% [markdown]
+# **Reading the numbers.** VL-BERT uses the image, but with this recipe its margin over the
+# question-only model is smaller than the other three models' (each measured in its own notebook),
+# even with a longer fine-tune. Its image enters only through the two visual LayerNorms that start
+# at 0, and after 2,000 pretraining steps their weights are still small:
+
+# %%
+print(f"checkpoint: mean |weight| of visual_ln_object {pre.vlbert.visual_ln_object.weight.abs().mean():.3f}, "
+      f"visual_ln_text {pre.vlbert.visual_ln_text.weight.abs().mean():.3f} (1 would pass the visual embedding through unscaled)")
+
+# %% [markdown]
+# ## Exercises
+#
+# **Exercise 1 — the geometry embedding.** Boxes (B, N, 4) in pixels (x1, y1, x2, y2), the image
+# size (W, H) and `dim`. Convert to (x_c, y_c, w, h), divide x_c and w by W, y_c and h by H, multiply
+# by 100; for each of the four values p compute `p / 1000 ** (i / dim)` for i = 0..dim−1 and return
+# `[sin, cos]` per value, the four values one after the other: shape (B, N, 8·dim).
+
+# %%
+def my_geometry_embedding(bxs, image_size, dim):
+    ### BEGIN SOLUTION
+    w_img, h_img = image_size
+    x1, y1, x2, y2 = bxs.unbind(-1)
+    pos = torch.stack([(x1 + x2) / 2 / w_img, (y1 + y2) / 2 / h_img, (x2 - x1) / w_img, (y2 - y1) / h_img], -1) * 100
+    angle = pos[..., None] / 1000 ** (torch.arange(dim, dtype=pos.dtype) / dim)  # (B, N, 4, dim)
+    return torch.cat([angle.sin(), angle.cos()], -1).flatten(-2)
+    ### END SOLUTION
+
+
+# %% tags=["graded"]
+from vlp_course.exercises.models2 import check_geometry_embedding
+
+check_geometry_embedding(my_geometry_embedding)
+
+# %% [markdown]
+# **Exercise 2 — segments and positions.** For one unpadded example with text segment ids
+# `text_token_type_ids` (T,) and `num_regions` regions (whole image included), return the segment ids
+# and position ids of `[CLS] … [SEP] [IMG]×n [END]` (T + n + 1 each).
+
+# %%
+def layout(text_token_type_ids, num_regions):
+    ### BEGIN SOLUTION
+    t = len(text_token_type_ids)
+    types = torch.cat([torch.as_tensor(text_token_type_ids).long(), torch.full((num_regions + 1,), 2)])
+    pos = torch.cat([torch.arange(t), torch.full((num_regions,), t), torch.tensor([t + 1])])
+    return types, pos
+    ### END SOLUTION
+
+
+# %% tags=["graded"]
+from vlp_course.exercises.models2 import check_vlbert_layout
+
+check_vlbert_layout(layout)
+
+# %% [markdown]
+# ## Open questions
+#
+# 1. Why give every [IMG] token the same position id, while words get increasing ones?
+# 2. The visual LayerNorms start at weight 0. What would go wrong in the first steps if they started at 1,
+#    with a BERT-initialised text side?
+# 3. VL-BERT dropped the image–text matching task. The course's ViLBERT notebook keeps it. What makes a
+#    matching task useful or harmful, given how its negatives are drawn?
