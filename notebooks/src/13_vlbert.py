@@ -34,7 +34,7 @@ from vlp_course.models.vlbert import (
 T0 = time.perf_counter()
 CFG = dict(
     pretrain_steps=100, pretrain_lr=2e-3,  # the short from-scratch run (budgets in steps, not seconds)
-    vqa_steps=1000, vqa_batch=64, min_margin=0.05,  # the VQA fine-tune from the checkpoint; the asserted gain
+    vqa_steps=600, vqa_batch=64, min_margin=0.05,  # the VQA fine-tune from the checkpoint; the asserted gain
     batch=64, seed=0,
     probe_scenes=600,    # single-object scenes for the leakage probe
     roi_cells=8,         # RoIAlign cells per side of the pixel-level stand-in detector
