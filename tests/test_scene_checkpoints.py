@@ -211,3 +211,14 @@ def test_without_the_data_folder_the_checkpoint_is_pretrained_once_and_cached(tm
     again, _, _ = sc.load_scene_checkpoint("lxmert")
     assert calls == ["lxmert"]
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+
+
+def test_vqa_against_question_only_trains_both_models_from_the_checkpoint(small):
+    sm = _adapter("lxmert", small)
+    torch.manual_seed(0)
+    pre = sm.pretraining_model()
+    results, moved = sc.vqa_against_question_only(pre, sm, 2, name="LXMERT", batch=8)
+    assert list(results) == ["question only (image zeroed)", "LXMERT (with the image)", "majority answer"]
+    assert all(0.0 <= v <= 1.0 for v in results.values())
+    assert results["majority answer"] == sm.st.majority_accuracy()
+    assert moved["loaded"] and moved["new"]

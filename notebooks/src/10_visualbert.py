@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from vlp_course.models.scene_checkpoints import (
-    Recipe, adapter, evaluate_pretraining, load_scene_checkpoint, pretrain, scene_tensors, train_vqa,
-    transfer_pretrained, vqa_accuracy,
+    Recipe, adapter, evaluate_pretraining, load_scene_checkpoint, pretrain, scene_tensors,
+    vqa_against_question_only,
 )
 from vlp_course.text.vocab import tokenize
 
@@ -245,17 +245,9 @@ from vlp_course.exercises.models import check_mask_token_states
 check_mask_token_states(mask_token_states)
 
 # %%
-results = {}
-for name, zero_image in (("question only (image zeroed)", True), ("VisualBERT (with the image)", False)):
-    torch.manual_seed(CFG["seed"])
-    qa = sm.qa_model()
-    moved = transfer_pretrained(qa, pre)
-    t = time.perf_counter()
-    train_vqa(qa, sm, CFG["vqa_steps"], zero_image=zero_image, batch=CFG["vqa_batch"], seed=CFG["seed"], device=device)
-    results[name] = vqa_accuracy(qa, sm, zero_image=zero_image)
-    print(f"{name}: VQA accuracy {results[name]:.1%} ({CFG['vqa_steps']} steps, {time.perf_counter() - t:.1f} s)")
+results, moved = vqa_against_question_only(pre, sm, CFG["vqa_steps"], name="VisualBERT", batch=CFG["vqa_batch"],
+                                          seed=CFG["seed"], device=device)
 print(f"{len(moved['loaded'])} tensors from the checkpoint; new: {moved['new']}")
-results["majority answer"] = st.majority_accuracy()
 
 # %%
 plt.figure(figsize=(5, 2.4))
@@ -277,5 +269,6 @@ print(f"total time {time.perf_counter() - T0:.0f} s")
 #   to, and how did we work around the missing box geometry? How do LXMERT and VL-BERT encode boxes?
 # * The matching task here swaps whole captions. Why might hard negatives (a caption that differs in
 #   one colour word, `st.ds.negatives`) teach the model more about grounding words in regions?
-# * Fine-tune a *fresh* model (skip `transfer_pretrained`) for the same number of steps. How much of
+# * Fine-tune a *fresh* model (`sm.qa_model()`, then `train_vqa` and `vqa_accuracy` from
+#   `vlp_course.models.scene_checkpoints`, without `transfer_pretrained`) for the same number of steps. How much of
 #   the margin comes from pretraining?

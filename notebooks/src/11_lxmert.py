@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from vlp_course.models.scene_checkpoints import (
-    Recipe, adapter, evaluate_pretraining, load_scene_checkpoint, pretrain, scene_tensors, train_vqa,
-    transfer_pretrained, vqa_accuracy,
+    Recipe, adapter, evaluate_pretraining, load_scene_checkpoint, pretrain, scene_tensors,
+    vqa_against_question_only,
 )
 from vlp_course.text.vocab import tokenize
 
@@ -255,17 +255,9 @@ assert torch.allclose(att.sum(-1), torch.ones(att.shape[0]), atol=1e-4)  # paddi
 # not leak either).
 
 # %%
-results = {}
-for name, zero_image in (("question only (image zeroed)", True), ("LXMERT (with the image)", False)):
-    torch.manual_seed(CFG["seed"])
-    qa = sm.qa_model()
-    moved = transfer_pretrained(qa, pre)
-    t = time.perf_counter()
-    train_vqa(qa, sm, CFG["vqa_steps"], zero_image=zero_image, batch=CFG["vqa_batch"], seed=CFG["seed"], device=device)
-    results[name] = vqa_accuracy(qa, sm, zero_image=zero_image)
-    print(f"{name}: VQA accuracy {results[name]:.1%} ({CFG['vqa_steps']} steps, {time.perf_counter() - t:.1f} s)")
+results, moved = vqa_against_question_only(pre, sm, CFG["vqa_steps"], name="LXMERT", batch=CFG["vqa_batch"],
+                                          seed=CFG["seed"], device=device)
 print(f"{len(moved['loaded'])} tensors from the checkpoint; new: {moved['new']}")
-results["majority answer"] = st.majority_accuracy()
 
 # %%
 plt.figure(figsize=(5, 2.4))

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from vlp_course.models.scene_checkpoints import (
-    Recipe, adapter, evaluate_pretraining, load_scene_checkpoint, pretrain, scene_tensors, train_vqa,
-    transfer_pretrained, vqa_accuracy,
+    Recipe, adapter, evaluate_pretraining, load_scene_checkpoint, pretrain, scene_tensors,
+    vqa_against_question_only,
 )
 from vlp_course.models.vilbert import ViLBERTConfig, ViLBERTForPretraining, expected_state_dict_keys, layer_schedule
 
@@ -206,17 +206,9 @@ assert torch.allclose(t2v[:n_words, :n_reg].sum(1), torch.ones(n_words), atol=1e
 # regions).
 
 # %%
-results = {}
-for name, zero_image in (("question only (image zeroed)", True), ("ViLBERT (with the image)", False)):
-    torch.manual_seed(CFG["seed"])
-    qa = sm.qa_model()
-    moved = transfer_pretrained(qa, pre)
-    t = time.perf_counter()
-    train_vqa(qa, sm, CFG["vqa_steps"], zero_image=zero_image, batch=CFG["vqa_batch"], seed=CFG["seed"], device=device)
-    results[name] = vqa_accuracy(qa, sm, zero_image=zero_image)
-    print(f"{name}: VQA accuracy {results[name]:.1%} ({CFG['vqa_steps']} steps, {time.perf_counter() - t:.1f} s)")
+results, moved = vqa_against_question_only(pre, sm, CFG["vqa_steps"], name="ViLBERT", batch=CFG["vqa_batch"],
+                                          seed=CFG["seed"], device=device)
 print(f"{len(moved['loaded'])} tensors from the checkpoint; {len(moved['new'])} new (the task heads)")
-results["majority answer"] = st.majority_accuracy()
 plt.figure(figsize=(5, 2.4))
 plt.barh(list(results), [100 * v for v in results.values()], color=["grey", "tab:orange", "lightgrey"])
 plt.xlabel("VQA accuracy on held-out images (%)"); plt.xlim(0, 100)

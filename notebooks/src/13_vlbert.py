@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from vlp_course.models.scene_checkpoints import (
-    Recipe, adapter, evaluate_pretraining, load_scene_checkpoint, pretrain, scene_tensors, train_vqa,
-    transfer_pretrained, vqa_accuracy,
+    Recipe, adapter, evaluate_pretraining, load_scene_checkpoint, pretrain, scene_tensors,
+    vqa_against_question_only,
 )
 from vlp_course.models.vlbert import (
     VLBERTConfig, VLBERTForPretraining, expected_state_dict_keys, geometry_embedding, sequence_layout, whole_image_boxes,
@@ -233,17 +233,9 @@ assert held_out["mlm"] < scratch["mlm"] and held_out["mrc"] < scratch["mrc"]
 # tested with the image zeroed (features, boxes and the number of regions).
 
 # %%
-results = {}
-for name, zero_image in (("question only (image zeroed)", True), ("VL-BERT (with the image)", False)):
-    torch.manual_seed(CFG["seed"])
-    qa = sm.qa_model()
-    moved = transfer_pretrained(qa, pre)
-    t = time.perf_counter()
-    train_vqa(qa, sm, CFG["vqa_steps"], zero_image=zero_image, batch=CFG["vqa_batch"], seed=CFG["seed"], device=device)
-    results[name] = vqa_accuracy(qa, sm, zero_image=zero_image)
-    print(f"{name}: VQA accuracy {results[name]:.1%} ({CFG['vqa_steps']} steps, {time.perf_counter() - t:.1f} s)")
+results, moved = vqa_against_question_only(pre, sm, CFG["vqa_steps"], name="VL-BERT", batch=CFG["vqa_batch"],
+                                          seed=CFG["seed"], device=device)
 print(f"{len(moved['loaded'])} tensors from the checkpoint; new: {moved['new']}")
-results["majority answer"] = st.majority_accuracy()
 plt.figure(figsize=(5, 2.4))
 plt.barh(list(results), [100 * v for v in results.values()], color=["grey", "tab:orange", "lightgrey"])
 plt.xlabel("VQA accuracy on held-out images (%)"); plt.xlim(0, 100)

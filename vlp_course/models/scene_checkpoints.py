@@ -44,7 +44,7 @@ from vlp_course.data.vl_tensors import FEATURE_WIDTH, SceneTensors, build_scene_
 from vlp_course.pretraining.regions import ZERO, mask_regions
 
 __all__ = ["KINDS", "Recipe", "SceneModel", "adapter", "load_scene_checkpoint", "pretrain", "scene_tensors",
-           "train_vqa", "transfer_pretrained", "evaluate_pretraining", "vqa_accuracy"]
+           "train_vqa", "transfer_pretrained", "evaluate_pretraining", "vqa_accuracy", "vqa_against_question_only"]
 
 KINDS = ("visualbert", "lxmert", "vilbert", "vlbert")
 
@@ -411,6 +411,28 @@ def vqa_accuracy(model: nn.Module, sm: SceneModel, *, zero_image: bool = False, 
     dev = next(model.parameters()).device
     return sm.st.vqa_accuracy(lambda b: sm.vqa(model, {k: v.to(dev) for k, v in b.items()}, zero_image)["logits"].cpu(),
                               split=split)
+
+
+def vqa_against_question_only(pretrained: nn.Module, sm: SceneModel, steps: int, *, name: str, batch: int = 64,
+                              seed: int = 0, device=None) -> tuple[dict[str, float], dict[str, list[str]]]:
+    """Fine-tune two VQA models from the same checkpoint for the same budget, one with the image
+    zeroed (the question-only baseline) and one with it, and measure both on the held-out images.
+
+    Returns:
+        ``({"question only (image zeroed)": acc, f"{name} (with the image)": acc, "majority answer": acc},
+        the last :func:`transfer_pretrained` report)``; accuracies are official VQA accuracy in [0, 1].
+    """
+    results: dict[str, float] = {}
+    for label, zero_image in (("question only (image zeroed)", True), (f"{name} (with the image)", False)):
+        torch.manual_seed(seed)
+        qa = sm.qa_model()
+        moved = transfer_pretrained(qa, pretrained)
+        t = time.perf_counter()
+        train_vqa(qa, sm, steps, zero_image=zero_image, batch=batch, seed=seed, device=device)
+        results[label] = vqa_accuracy(qa, sm, zero_image=zero_image)
+        print(f"{label}: VQA accuracy {results[label]:.1%} ({steps} steps, {time.perf_counter() - t:.1f} s)")
+    results["majority answer"] = sm.st.majority_accuracy()
+    return results, moved
 
 
 # --------------------------------------------------------------------------------------------------
