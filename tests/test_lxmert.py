@@ -278,3 +278,29 @@ def test_batch_size_mismatch_raises():
         m(ids, feats, boxes[:2])
     with pytest.raises(ValueError, match="visual_attention_mask"):
         m(ids, feats, boxes, mask, vmask[:2])
+
+
+def test_masked_mlm_scores_give_the_same_loss_and_gradients():
+    """mlm_scores="masked" runs the vocabulary projection on the labelled tokens only (original BERT's
+    gather); the MLM loss, the total and every gradient are those of the full scores."""
+    _, ours = pair(transformers.LxmertForPreTraining, LxmertForPreTraining)
+    ids, mask, feats, boxes, vmask = inputs()
+    mlm = torch.full((B, T), -100)
+    mlm[0, 1], mlm[1, 2], mlm[2, 5] = 4, 8, 15
+    is_matched = torch.tensor([1, 0, 1])
+    runs = {}
+    for mode in ("all", "masked"):
+        ours.zero_grad()
+        o = ours(ids, feats, boxes, mask, vmask, mlm_labels=mlm, is_matched=is_matched, mlm_scores=mode)
+        o.loss.backward()
+        runs[mode] = (o, {n: p.grad.clone() for n, p in ours.named_parameters() if p.grad is not None})
+    (full, g_full), (masked, g_masked) = runs["all"], runs["masked"]
+    assert masked.prediction_logits.shape == (3, VOCAB)
+    assert maxdiff(full.prediction_logits[mlm != -100], masked.prediction_logits) < 1e-6
+    assert abs(full.losses["mlm"].item() - masked.losses["mlm"].item()) < 1e-6
+    assert g_full.keys() == g_masked.keys()
+    assert max(maxdiff(g_full[n], g_masked[n]) for n in g_full) < 1e-6
+    with pytest.raises(ValueError, match="mlm_scores must be 'all' or 'masked'"):
+        ours(ids, feats, boxes, mask, vmask, mlm_labels=mlm, mlm_scores="sparse")
+    with pytest.raises(ValueError, match="needs mlm_labels"):
+        ours(ids, feats, boxes, mask, vmask, mlm_scores="masked")

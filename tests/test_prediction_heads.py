@@ -77,3 +77,18 @@ def test_check_region_features_names_widths_and_batches():
         check_region_features(torch.zeros(2, 3, 4), 4, 3, field_name="v_feature_size", what="features")
     with pytest.raises(ValueError, match=r"\(B, N, F\)"):
         check_region_features(torch.zeros(3, 4), 4, 3, field_name="v_feature_size")
+
+
+def test_lm_head_at_labels_equals_the_full_scores_at_those_positions():
+    torch.manual_seed(0)
+    head = LMPredictionHead(nn.Embedding(11, 6), "gelu", 1e-12)
+    x = torch.randn(2, 4, 6)
+    labels = torch.tensor([[-100, 3, -100, 7], [5, -100, -100, -100]])
+    scores, targets = head.at_labels(x, labels)
+    full = head(x)
+    assert scores.shape == (3, 11) and targets.tolist() == [3, 7, 5]
+    assert torch.allclose(scores, torch.stack([full[0, 1], full[0, 3], full[1, 0]]), atol=1e-6)
+    none, empty = head.at_labels(x, torch.full((2, 4), -100))
+    assert none.shape == (0, 11) and empty.shape == (0,)
+    with pytest.raises(ValueError, match=r"labels must have shape \(B, L\) = \(2, 4\)"):
+        head.at_labels(x, labels[:, :3])

@@ -256,3 +256,30 @@ def test_vqa_loss_is_kl_on_unnormalised_soft_scores_and_works_without_mask():
     ids, _, feats, _, _ = inputs()
     out = m(ids, feats)  # HF raises without attention_mask; we read index T-2
     assert out.logits.shape == (B, 5) and out.answer_positions.tolist() == [T - 2] * B
+
+
+def test_masked_mlm_scores_give_the_same_loss_and_gradients_with_less_work():
+    """mlm_scores="masked" scores only the labelled positions (original BERT's gather): same loss, same
+    gradients, and logits equal to the full ones at those positions; bad values are refused."""
+    _, ours = pair(transformers.VisualBertForPreTraining, VisualBertForPreTraining)
+    ids, mask, feats, vmask, types = inputs()
+    labels = torch.full((B, T), -100)
+    labels[0, 2], labels[1, 1], labels[2, 3], labels[2, 5] = 5, 7, 9, 11
+    is_matched = torch.tensor([1, 1, 1])
+    runs = {}
+    for mode in ("all", "masked"):
+        ours.zero_grad()
+        o = ours(ids, feats, mask, vmask, types, mlm_labels=labels, is_matched=is_matched, mlm_scores=mode)
+        o.loss.backward()
+        runs[mode] = (o, {n: p.grad.clone() for n, p in ours.named_parameters() if p.grad is not None})
+    (full, g_full), (masked, g_masked) = runs["all"], runs["masked"]
+    assert masked.prediction_logits.shape == (4, VOCAB)
+    keep = torch.cat([labels, torch.full((B, V), -100)], 1) != -100
+    assert maxdiff(full.prediction_logits[keep], masked.prediction_logits) < 1e-6
+    assert abs(full.mlm_loss.item() - masked.mlm_loss.item()) < 1e-6
+    assert g_full.keys() == g_masked.keys()
+    assert max(maxdiff(g_full[n], g_masked[n]) for n in g_full) < 1e-6
+    with pytest.raises(ValueError, match="mlm_scores must be 'all' or 'masked'"):
+        ours(ids, feats, mask, vmask, types, mlm_labels=labels, mlm_scores="labelled")
+    with pytest.raises(ValueError, match="needs mlm_labels"):
+        ours(ids, feats, mask, vmask, types, mlm_scores="masked")

@@ -640,6 +640,30 @@ class LMPredictionHead(nn.Module):
         # one fused matrix product with the bias (addmm), not a product and then a (B, L, vocab) addition
         return F.linear(self.transform(x), self.decoder.weight, self.bias)
 
+    def at_labels(self, x: Tensor, labels: Tensor, ignore_index: int = -100) -> tuple[Tensor, Tensor]:
+        """Scores at the labelled positions only, as original BERT computes its masked-LM output
+        (google-research/bert ``run_pretraining.py``, ``get_masked_lm_output`` gathers the
+        ``masked_lm_positions`` before the transform and the decoder).
+
+        The loss over these scores equals the loss over ``forward(x)`` with the same labels, and so do
+        the gradients; the vocabulary-sized matrix product runs on M rows instead of B·L (about 15 %
+        of the text, none of the regions).
+
+        Args:
+            x: (B, L, D) hidden states. labels: (B, L) target ids, ``ignore_index`` where no target.
+
+        Returns:
+            ``(scores, targets)``: (M, vocab_size) and (M,), the M labelled positions in row-major order.
+
+        Raises:
+            ValueError: if ``labels`` is not (B, L) matching ``x``.
+        """
+        if not isinstance(labels, Tensor) or x.ndim != 3 or tuple(labels.shape) != tuple(x.shape[:2]):
+            got = tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
+            raise ValueError(f"labels must have shape (B, L) = {tuple(x.shape[:2])} (the hidden states' first two sizes), got {got}")
+        keep = labels != ignore_index  # (B, L)
+        return self.forward(x[keep]), labels[keep]  # (M, vocab), (M,)
+
 
 # --------------------------------------------------------------------------------------------------
 # A BERT-shaped text model, initialisation and weight loading

@@ -425,7 +425,8 @@ class LxmertPreTrainingOutput:
     """Logits and losses of :class:`LxmertForPreTraining`.
 
     Attributes:
-        prediction_logits: (B, T, vocab). cross_relationship_score: (B, 2), class 1 = matched.
+        prediction_logits: (B, T, vocab); (M, vocab) at the M labelled tokens with ``mlm_scores="masked"``.
+        cross_relationship_score: (B, 2), class 1 = matched.
         question_answering_score: (B, num_qa_labels) or None without the QA task.
         visual_predictions: {"obj": (B, N, 1600), "attr": (B, N, 400), "feat": (B, N, F)} (enabled ones).
         loss: sum of the computed losses (None without labels); losses: each part by name
@@ -481,6 +482,7 @@ class LxmertForPreTraining(nn.Module):
         feat_targets: Tensor | None = None,
         feat_mask: Tensor | None = None,
         qa_labels: Tensor | None = None,
+        mlm_scores: str = "all",
         output_hidden_states: bool = False,
         output_attentions: bool = False,
     ) -> LxmertPreTrainingOutput:
@@ -498,18 +500,28 @@ class LxmertForPreTraining(nn.Module):
             feat_targets: (B, N, F) the *unmasked* features; feat_mask: (B, N) 1 = masked box.
             qa_labels: (B,) answer index or -100; mismatched pairs are ignored, as the original's
                 data loader does (their question does not belong to the image).
+            mlm_scores: ``"all"``: ``prediction_logits`` is (B, T, vocab), as airsplay and
+                transformers compute it; ``"masked"``: (M, vocab) at the M labelled tokens only, as
+                original BERT does (:meth:`~vlp_course.models.blocks.LMPredictionHead.at_labels`).
+                Same loss and gradients.
 
         Returns:
             :class:`LxmertPreTrainingOutput`.
 
         Raises:
             ValueError: see :meth:`LxmertModel.forward`; labels of the wrong shape; a visual task's
-                labels without their confidence/mask.
+                labels without their confidence/mask; ``mlm_scores`` not "all"/"masked", or "masked"
+                without ``mlm_labels``.
         """
         cfg = self.config
+        if mlm_scores not in ("all", "masked"):
+            raise ValueError(f"mlm_scores must be 'all' or 'masked', got {mlm_scores!r}")
+        if mlm_scores == "masked" and mlm_labels is None:
+            raise ValueError("mlm_scores='masked' scores the labelled positions: it needs mlm_labels")
         out = self.lxmert(input_ids, visual_feats, boxes, attention_mask, visual_attention_mask, token_type_ids,
                           output_hidden_states=output_hidden_states, output_attentions=output_attentions)
-        scores, match_logits = self.cls(out.language_output, out.pooled_output)  # (B, T, vocab), (B, 2)
+        match_logits = self.cls.seq_relationship(out.pooled_output)  # (B, 2)
+        scores = self.cls.predictions(out.language_output) if mlm_scores == "all" else None  # (B, T, vocab)
         visual = self.obj_predict_head(out.vision_output) if self.obj_predict_head is not None else {}
         qa_logits = self.answer_head(out.pooled_output) if self.answer_head is not None else None
         B = input_ids.shape[0]
@@ -520,6 +532,8 @@ class LxmertForPreTraining(nn.Module):
             labels = mlm_labels.long()
             if not cfg.mlm_on_mismatched and is_matched is not None:
                 labels = drop_mismatched_labels(labels, is_matched.long())
+            if mlm_scores == "masked":
+                scores, labels = self.cls.predictions.at_labels(out.language_output, labels)  # (M, vocab), (M,)
             losses["mlm"] = mlm_loss(scores, labels)
         if is_matched is not None and cfg.task_matched:
             losses["matched"] = itm_loss(match_logits, is_matched.long())

@@ -310,7 +310,8 @@ class VisualBertPreTrainingOutput:
     """Logits and losses of :class:`VisualBertForPreTraining`.
 
     Attributes:
-        prediction_logits: (B, T+V, vocab) MLM scores (the region rows are never targets).
+        prediction_logits: (B, T+V, vocab) MLM scores (the region rows are never targets); with
+            ``mlm_scores="masked"``, (M, vocab) at the M labelled positions.
         seq_relationship_logits: (B, 2) matching logits; class 1 = the caption belongs to the image.
         loss: sum of the losses computed (None without labels); mlm_loss, matching_loss: the parts.
         model: the encoder's :class:`VisualBertOutput`.
@@ -356,6 +357,7 @@ class VisualBertForPreTraining(nn.Module):
         *,
         mlm_labels: Tensor | None = None,
         is_matched: Tensor | None = None,
+        mlm_scores: str = "all",
         output_hidden_states: bool = False,
         output_attentions: bool = False,
     ) -> VisualBertPreTrainingOutput:
@@ -367,19 +369,30 @@ class VisualBertForPreTraining(nn.Module):
                 -100 over the regions (HF's layout). With ``config.mlm_on_mismatched`` False, rows
                 with ``is_matched`` 0 are ignored (P4).
             is_matched: (B,) 1 = matched pair, 0 = mismatched, -100 = no matching loss for the row.
+            mlm_scores: ``"all"``: ``prediction_logits`` is (B, T+V, vocab), every position, as
+                the uclanlp original and transformers compute it; ``"masked"``: (M, vocab) for the M
+                labelled positions only (row-major order), as original BERT does
+                (:meth:`~vlp_course.models.blocks.LMPredictionHead.at_labels`). Same loss and
+                gradients; for training, where the other rows are never used.
 
         Returns:
             :class:`VisualBertPreTrainingOutput`; ``loss`` = MLM + matching (the ones given).
 
         Raises:
             ValueError: see :meth:`VisualBertModel.forward`; ``mlm_labels`` not (B, T) or (B, T+V);
-                ``is_matched`` not (B,).
+                ``is_matched`` not (B,); ``mlm_scores`` not "all"/"masked", or "masked" without ``mlm_labels``.
         """
+        if mlm_scores not in ("all", "masked"):
+            raise ValueError(f"mlm_scores must be 'all' or 'masked', got {mlm_scores!r}")
+        if mlm_scores == "masked" and mlm_labels is None:
+            raise ValueError("mlm_scores='masked' scores the labelled positions: it needs mlm_labels")
         out = self.visual_bert(input_ids, visual_feats, attention_mask, visual_attention_mask, token_type_ids,
                                visual_token_type_ids, output_hidden_states=output_hidden_states,
                                output_attentions=output_attentions)
-        scores, match_logits = self.cls(out.last_hidden_state, out.pooler_output)  # (B, T+V, vocab), (B, 2)
-        B, L = scores.shape[:2]
+        seq = out.last_hidden_state  # (B, T+V, D)
+        match_logits = self.cls.seq_relationship(out.pooler_output)  # (B, 2)
+        scores = self.cls.predictions(seq) if mlm_scores == "all" else None  # (B, T+V, vocab)
+        B, L = seq.shape[:2]
         T = out.text_length
         losses: dict[str, Tensor] = {}
         if is_matched is not None:
@@ -394,6 +407,8 @@ class VisualBertForPreTraining(nn.Module):
                 labels = torch.cat([labels, labels.new_full((B, L - T), IGNORE_INDEX)], dim=1)  # (B, T+V)
             if not self.config.mlm_on_mismatched and is_matched is not None:
                 labels = drop_mismatched_labels(labels, is_matched.long())
+            if mlm_scores == "masked":
+                scores, labels = self.cls.predictions.at_labels(seq, labels)  # (M, vocab), (M,)
             losses["mlm_loss"] = mlm_loss(scores, labels)
         total = sum(losses.values()) if losses else None
         return VisualBertPreTrainingOutput(scores, match_logits, out, total, losses.get("mlm_loss"), losses.get("matching_loss"))
