@@ -3,6 +3,7 @@ key reports, interrupt keeps the best weights, precision only on CUDA, errors.""
 
 from __future__ import annotations
 
+import math
 import os
 
 import pytest
@@ -206,3 +207,40 @@ def test_errors():
         train(nn.Linear(1, 1), lambda s: torch.ones(2, 1), lambda m, b: {"l": m(b).sum()}, TrainConfig(steps=1, progress=False))
     with pytest.raises(ValueError, match="must be a scalar"):
         train(nn.Linear(1, 1), lambda s: torch.ones(2, 1), lambda m, b: {"loss": m(b)}, TrainConfig(steps=1, progress=False))
+
+
+@pytest.mark.parametrize("prec,dtype", [("bf16", torch.bfloat16), ("fp16", torch.float16)])
+def test_mixed_precision_path_trains_a_vl_model_with_finite_losses(monkeypatch, prec, dtype):
+    """The CUDA mixed-precision path (autocast, and a GradScaler for fp16), run on the CPU's autocast:
+    the matrix products of a VisualBERT pretraining step run in ``dtype``, padded rows stay finite,
+    and the loss falls. (CI has no GPU; the loop takes its autocast device from the model's device.)"""
+    import vlp_course.training as training
+    from vlp_course.models.visualbert import VisualBertConfig, VisualBertForPreTraining
+
+    monkeypatch.setattr(training, "_amp_dtype", lambda cfg, device: dtype)
+    torch.manual_seed(0)
+    cfg = VisualBertConfig(vocab_size=30, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                           intermediate_size=64, visual_embedding_dim=6, max_position_embeddings=16,
+                           hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    model = VisualBertForPreTraining(cfg)
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(5, 30, (16, 8), generator=g)
+    mask = torch.ones(16, 8, dtype=torch.long)
+    mask[::2, 5:] = 0  # padded text
+    vmask = torch.ones(16, 3, dtype=torch.long)
+    vmask[1::2, 1:] = 0  # padded regions: rows with one real region
+    feats = torch.randn(16, 3, 6, generator=g)
+    labels = torch.where(mask.bool(), ids, torch.full_like(ids, -100))  # reconstruct every real token
+    seen = []
+    model.visual_bert.encoder.layer[0].attention.self.query.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+
+    def step(m, batch):
+        out = m(ids, feats, mask, vmask, mlm_labels=labels, mlm_scores="masked")
+        assert torch.isfinite(out.prediction_logits).all()
+        return {"loss": out.loss}
+
+    hist = training.train(model, lambda s: {}, step, TrainConfig(steps=40, lr=3e-3, progress=False, precision=prec))
+    assert hist.precision == prec and set(seen) == {dtype}
+    losses = hist.train["loss"]
+    assert all(math.isfinite(v) for v in losses)
+    assert losses[-1] < 0.7 * losses[0], (losses[0], losses[-1])

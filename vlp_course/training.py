@@ -309,7 +309,7 @@ def train(
         opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg))
     amp_dtype = _amp_dtype(cfg, device)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype is torch.float16)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
     hist = History(precision={None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp_dtype], world_size=world)
 
     runner: nn.Module = model
@@ -356,7 +356,7 @@ def train(
     bar = tqdm(total=cfg.steps, disable=not (cfg.progress and main), leave=False, desc="train")
     model.train()
     it = _batches_forever(batches)
-    autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if amp_dtype is not None else contextlib.nullcontext
+    autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype is not None else contextlib.nullcontext
     try:
         for step in range(cfg.steps):
             batch = move_to(next(it), device)
