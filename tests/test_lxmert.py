@@ -304,3 +304,15 @@ def test_masked_mlm_scores_give_the_same_loss_and_gradients():
         ours(ids, feats, boxes, mask, vmask, mlm_labels=mlm, mlm_scores="sparse")
     with pytest.raises(ValueError, match="needs mlm_labels"):
         ours(ids, feats, boxes, mask, vmask, mlm_scores="masked")
+
+
+def test_mlm_labels_are_checked_before_any_head():
+    _, ours = pair(transformers.LxmertForPreTraining, LxmertForPreTraining)
+    ids, mask, feats, boxes, vmask = inputs()
+    for bad in (torch.full((B + 1, T), -100), torch.full((B, T + 1), -100), [[-100] * T] * B):
+        for mode in ("all", "masked"):
+            with pytest.raises(ValueError, match=r"mlm_labels must have shape \(B, T\) = \(3, 7\)"):
+                ours(ids, feats, boxes, mask, vmask, mlm_labels=bad, mlm_scores=mode)
+    _, no_mlm = pair(transformers.LxmertForPreTraining, LxmertForPreTraining, task_mask_lm=False)
+    with pytest.raises(ValueError, match="task_mask_lm"):
+        no_mlm(ids, feats, boxes, mask, vmask, mlm_labels=torch.full((B, T), -100), mlm_scores="masked")

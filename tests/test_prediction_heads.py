@@ -92,3 +92,12 @@ def test_lm_head_at_labels_equals_the_full_scores_at_those_positions():
     assert none.shape == (0, 11) and empty.shape == (0,)
     with pytest.raises(ValueError, match=r"labels must have shape \(B, L\) = \(2, 4\)"):
         head.at_labels(x, labels[:, :3])
+
+
+def test_lm_head_at_labels_refuses_flat_states_and_non_integer_labels():
+    head = LMPredictionHead(nn.Embedding(11, 6), "gelu", 1e-12)
+    with pytest.raises(ValueError, match=r"hidden states must have shape \(B, L, D\)"):
+        head.at_labels(torch.randn(4, 6), torch.zeros(4, dtype=torch.long))
+    for bad in (torch.zeros(2, 4), torch.zeros(2, 4, dtype=torch.bool)):
+        with pytest.raises(ValueError, match="labels must be integer token ids"):
+            head.at_labels(torch.randn(2, 4, 6), bad)

@@ -217,6 +217,9 @@ def test_mixed_precision_path_trains_a_vl_model_with_finite_losses(monkeypatch, 
     import vlp_course.training as training
     from vlp_course.models.visualbert import VisualBertConfig, VisualBertForPreTraining
 
+    if dtype is torch.float16 and tuple(int(v) for v in torch.__version__.split(".")[:2]) < (2, 6):
+        pytest.skip("the CPU's fp16 autocast needs torch >= 2.6")
+
     monkeypatch.setattr(training, "_amp_dtype", lambda cfg, device: dtype)
     torch.manual_seed(0)
     cfg = VisualBertConfig(vocab_size=30, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
@@ -236,11 +239,12 @@ def test_mixed_precision_path_trains_a_vl_model_with_finite_losses(monkeypatch, 
 
     def step(m, batch):
         out = m(ids, feats, mask, vmask, mlm_labels=labels, mlm_scores="masked")
-        assert torch.isfinite(out.prediction_logits).all()
+        # every row, padded text and padded regions included, and the scores stay finite
+        assert torch.isfinite(out.model.last_hidden_state).all() and torch.isfinite(out.prediction_logits).all()
         return {"loss": out.loss}
 
     hist = training.train(model, lambda s: {}, step, TrainConfig(steps=40, lr=3e-3, progress=False, precision=prec))
-    assert hist.precision == prec and set(seen) == {dtype}
+    assert set(seen) == {dtype}, seen  # the products ran in the low precision
     losses = hist.train["loss"]
     assert all(math.isfinite(v) for v in losses)
     assert losses[-1] < 0.7 * losses[0], (losses[0], losses[-1])

@@ -283,3 +283,13 @@ def test_masked_mlm_scores_give_the_same_loss_and_gradients_with_less_work():
         ours(ids, feats, mask, vmask, types, mlm_labels=labels, mlm_scores="labelled")
     with pytest.raises(ValueError, match="needs mlm_labels"):
         ours(ids, feats, mask, vmask, types, mlm_scores="masked")
+
+
+def test_region_positions_are_never_mlm_targets():
+    _, ours = pair(transformers.VisualBertForPreTraining, VisualBertForPreTraining)
+    ids, mask, feats, vmask, types = inputs()
+    labels = torch.full((B, T + V), -100)
+    labels[0, T + 1] = 3  # a target on a region row
+    for mode in ("all", "masked"):
+        with pytest.raises(ValueError, match="must be -100 over the regions"):
+            ours(ids, feats, mask, vmask, types, mlm_labels=labels, mlm_scores=mode)

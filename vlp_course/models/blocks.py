@@ -656,11 +656,16 @@ class LMPredictionHead(nn.Module):
             ``(scores, targets)``: (M, vocab_size) and (M,), the M labelled positions in row-major order.
 
         Raises:
-            ValueError: if ``labels`` is not (B, L) matching ``x``.
+            ValueError: if ``x`` is not (B, L, D), or ``labels`` is not an integer (B, L) tensor.
         """
-        if not isinstance(labels, Tensor) or x.ndim != 3 or tuple(labels.shape) != tuple(x.shape[:2]):
+        if not isinstance(x, Tensor) or x.ndim != 3:
+            got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"hidden states must have shape (B, L, D), got {got}")
+        if not isinstance(labels, Tensor) or tuple(labels.shape) != tuple(x.shape[:2]):
             got = tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
             raise ValueError(f"labels must have shape (B, L) = {tuple(x.shape[:2])} (the hidden states' first two sizes), got {got}")
+        if labels.dtype.is_floating_point or labels.dtype == torch.bool:
+            raise ValueError(f"labels must be integer token ids ({ignore_index} = no target), got {labels.dtype}")
         keep = labels != ignore_index  # (B, L)
         return self.forward(x[keep]), labels[keep]  # (M, vocab), (M,)
 

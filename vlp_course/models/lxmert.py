@@ -510,21 +510,25 @@ class LxmertForPreTraining(nn.Module):
 
         Raises:
             ValueError: see :meth:`LxmertModel.forward`; labels of the wrong shape; a visual task's
-                labels without their confidence/mask; ``mlm_scores`` not "all"/"masked", or "masked"
-                without ``mlm_labels``.
+                labels without their confidence/mask; ``mlm_labels`` not (B, T); ``mlm_scores`` not
+                "all"/"masked", or "masked" without ``mlm_labels`` or with ``config.task_mask_lm`` off.
         """
         cfg = self.config
         if mlm_scores not in ("all", "masked"):
             raise ValueError(f"mlm_scores must be 'all' or 'masked', got {mlm_scores!r}")
-        if mlm_scores == "masked" and mlm_labels is None:
-            raise ValueError("mlm_scores='masked' scores the labelled positions: it needs mlm_labels")
+        if mlm_scores == "masked" and (mlm_labels is None or not cfg.task_mask_lm):
+            raise ValueError("mlm_scores='masked' scores the labelled positions: it needs mlm_labels and "
+                             "config.task_mask_lm = True")
+        B, T = input_ids.shape[:2] if isinstance(input_ids, Tensor) and input_ids.ndim == 2 else (None, None)
+        if mlm_labels is not None and B is not None and (
+                not isinstance(mlm_labels, Tensor) or tuple(mlm_labels.shape) != (B, T)):
+            raise ValueError(f"mlm_labels must have shape (B, T) = ({B}, {T}), got {describe_shape(mlm_labels)}")
         out = self.lxmert(input_ids, visual_feats, boxes, attention_mask, visual_attention_mask, token_type_ids,
                           output_hidden_states=output_hidden_states, output_attentions=output_attentions)
         match_logits = self.cls.seq_relationship(out.pooled_output)  # (B, 2)
         scores = self.cls.predictions(out.language_output) if mlm_scores == "all" else None  # (B, T, vocab)
         visual = self.obj_predict_head(out.vision_output) if self.obj_predict_head is not None else {}
         qa_logits = self.answer_head(out.pooled_output) if self.answer_head is not None else None
-        B = input_ids.shape[0]
         if is_matched is not None and (not isinstance(is_matched, Tensor) or tuple(is_matched.shape) != (B,)):
             raise ValueError(f"is_matched must have shape (B,) = ({B},), got {describe_shape(is_matched)}")
         losses: dict[str, Tensor] = {}

@@ -379,7 +379,8 @@ class VisualBertForPreTraining(nn.Module):
             :class:`VisualBertPreTrainingOutput`; ``loss`` = MLM + matching (the ones given).
 
         Raises:
-            ValueError: see :meth:`VisualBertModel.forward`; ``mlm_labels`` not (B, T) or (B, T+V);
+            ValueError: see :meth:`VisualBertModel.forward`; ``mlm_labels`` not (B, T) or (B, T+V), or
+                with a target on a region position;
                 ``is_matched`` not (B,); ``mlm_scores`` not "all"/"masked", or "masked" without ``mlm_labels``.
         """
         if mlm_scores not in ("all", "masked"):
@@ -403,6 +404,8 @@ class VisualBertForPreTraining(nn.Module):
             if not isinstance(mlm_labels, Tensor) or tuple(mlm_labels.shape) not in ((B, T), (B, L)):
                 raise ValueError(f"mlm_labels must have shape (B, T) = ({B}, {T}) or (B, T+V) = ({B}, {L}), got {describe_shape(mlm_labels)}")
             labels = mlm_labels.long()
+            if labels.shape[1] == L and L > T and bool((labels[:, T:] != IGNORE_INDEX).any()):
+                raise ValueError("mlm_labels in the (B, T+V) layout must be -100 over the regions: regions are never MLM targets")
             if labels.shape[1] == T and L > T:  # pad the region positions with "no target"
                 labels = torch.cat([labels, labels.new_full((B, L - T), IGNORE_INDEX)], dim=1)  # (B, T+V)
             if not self.config.mlm_on_mismatched and is_matched is not None:

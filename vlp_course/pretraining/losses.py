@@ -77,7 +77,8 @@ def mlm_loss(logits: Tensor, labels: Tensor) -> Tensor:
     """Masked language modelling: cross-entropy over the vocabulary at labelled positions.
 
     Args:
-        logits: (B, T, V) token scores. labels: (B, T) int64, original id or -100.
+        logits: (B, T, V) token scores. labels: (B, T) int64, original id or -100. Any leading
+            shape works, e.g. (M, V) and (M,) for scores taken at the M masked positions only.
 
     Returns:
         Scalar mean over labelled tokens (0 when none). Source: BERT section 3.1; all four originals
