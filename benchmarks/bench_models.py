@@ -609,6 +609,9 @@ def compare(family: str, size: str, w: Workload | None = None, *, repeats: int =
     rows += [Row("models", case, "step time (ours_all)", med["ours_all"], "s", device, dict(extra, impl="ours_all")),
              Row("models", case, "speed ratio ours_all/transformers", med["transformers"] / med["ours_all"], "x", device,
                  dict(extra, paired_ratios=[round(b / a, 3) for a, b in zip(times["ours_all"], times["transformers"])]))]
+    # the work itself: matrix products and attention of one forward and backward, counted
+    rows += [Row("models", case, f"GFLOP per step ({n})", step_flops(pair[n]) / 1e9, "GFLOP", device, dict(extra, impl=n))
+             for n in ("ours", "ours_all", "transformers")]
     del pair
     gc.collect()
     if memory:
@@ -738,9 +741,10 @@ def markdown(rows: list[Row]) -> list[str]:
         lines += ["### Ours against transformers (training step)", "",
                   "| model, size and batch | device | step ours (s) | step transformers (s) | **speed ours/transformers** "
                   "| pairs' range | speed with MLM scores at every position "
+                  "| GFLOP per step ours / every position / transformers "
                   "| examples/s ours / transformers | tokens/s ours / transformers | peak memory ours / transformers (MiB) "
                   "| memory ours/transformers | outputs max abs diff | load |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for (device, case), m in cmp.items():
             def v(metric):
                 return m[metric].value if metric in m else None
@@ -749,7 +753,9 @@ def markdown(rows: list[Row]) -> list[str]:
             lines.append(
                 f"| {case} | {device} | {_fmt(v('step time (ours)'))} | {_fmt(v('step time (transformers)'))} "
                 f"| **{ratio.value:.2f}** | {min(pairs):.2f}–{max(pairs):.2f} "
-                f"| {_fmt(v('speed ratio ours_all/transformers'), 2)} | {_fmt(v('examples/s (ours)'))} / {_fmt(v('examples/s (transformers)'))} "
+                f"| {_fmt(v('speed ratio ours_all/transformers'), 2)} "
+                f"| {_fmt(v('GFLOP per step (ours)'))} / {_fmt(v('GFLOP per step (ours_all)'))} / {_fmt(v('GFLOP per step (transformers)'))} "
+                f"| {_fmt(v('examples/s (ours)'))} / {_fmt(v('examples/s (transformers)'))} "
                 f"| {_fmt(v('tokens/s (ours)'), 4)} / {_fmt(v('tokens/s (transformers)'), 4)} "
                 f"| {_fmt(v('peak memory (ours)'), 4)} / {_fmt(v('peak memory (transformers)'), 4)} "
                 f"| {_fmt(v('memory ratio ours/transformers'))} | {ratio.extra['max_abs_diff']:.1e} "

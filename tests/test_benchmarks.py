@@ -145,3 +145,16 @@ def test_bench_cli_rejects_bad_arguments(capsys):
     assert "invalid choice" in capsys.readouterr().err
     with pytest.raises(ValueError, match="compare takes"):
         bm.compare("vilbert", "tiny")
+
+
+def test_attention_bench_compares_equal_computations():
+    import bench_attention as ba
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 5, 4, generator=g) for _ in range(3))
+    bias = torch.zeros(2, 1, 1, 5)
+    bias[1, ..., 3:] = -1e4  # padded keys
+    assert torch.allclose(ba.explicit(q, k, v, bias), ba.fused(q, k, v, bias), atol=1e-5)
+    rows = ba.run(quick=True)
+    assert {r.metric for r in rows} == {"explicit forward+backward", "fused forward+backward", "speed fused/explicit"}
+    assert len(rows) == 6 and all(math.isfinite(r.value) and r.value > 0 for r in rows)
