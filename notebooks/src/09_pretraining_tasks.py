@@ -35,7 +35,7 @@ from vlp_course.text.vocab import CLS, MASK, PAD, SEP, Vocabulary, tokenize
 from vlp_course.training import TrainConfig, train
 
 # %% [markdown]
-# All sizes live in one place. The defaults run in well under a minute on a 2-core CPU; on a GPU,
+# All sizes live in one place. The defaults run in about a minute on a 2-core CPU; on a GPU,
 # raise `steps` and `hidden` and watch the curves go further.
 
 # %%
