@@ -53,3 +53,14 @@ def test_student_copy_fails_every_graded_check(src):
     assert graded, "no graded cells"
     passing = [c.metadata["nbgrader"]["grade_id"] for c in graded if not any(o.get("output_type") == "error" for o in c.outputs)]
     assert not passing, f"these graded checks pass in the student copy (a stub must fail them): {passing}"
+
+
+def test_make_student_writes_every_notebook(tmp_path):
+    """`make student` (tools/notebooks.py student): every notebook converts, the index included
+    (nbgrader reads the solution markers in markdown cells too, so prose must not spell them out)."""
+    assert nbtool.main(["student", str(tmp_path)]) == 0
+    written = sorted(p.stem for p in tmp_path.glob("*.ipynb"))
+    assert written == sorted(s.stem for s in SOURCES)
+    for p in tmp_path.glob("*.ipynb"):
+        text = p.read_text()
+        assert "BEGIN SOLUTION" not in text and "BEGIN HIDDEN TESTS" not in text, p.name
