@@ -351,10 +351,10 @@ first = {k: float(np.mean(hist.train[k][:10])) for k in tasks}  # the untrained 
 last = {k: hist.smoothed(k, 20)[-1] for k in tasks}
 for k in tasks:
     print(f"{k:15s} first 10 steps {first[k]:.3f} -> last 20 steps {last[k]:.3f}  ({last[k] / first[k]:.2f}x)")
-assert last["mlm"] < 0.7 * first["mlm"], (first["mlm"], last["mlm"])
-assert last["region_kl"] < 0.7 * first["region_kl"], (first["region_kl"], last["region_kl"])
+for k in ("mlm", "region_kl"):
+    assert last[k] < 0.7 * first[k], f"{k} only fell to {last[k] / first[k]:.2f}x of its start; the text assumes about 220 steps"
 # the features carry Gaussian noise no model can predict, so this loss has a floor: a smaller drop
-assert last["feat_smooth_l1"] < 0.8 * first["feat_smooth_l1"], (first["feat_smooth_l1"], last["feat_smooth_l1"])
+assert last["feat_smooth_l1"] < 0.8 * first["feat_smooth_l1"], f"feature regression only fell to {last['feat_smooth_l1'] / first['feat_smooth_l1']:.2f}x"
 
 # %% [markdown]
 # Three losses fall quickly: the MLM head first learns which words are frequent and then uses the
@@ -391,6 +391,8 @@ if CFG["steps"] <= 300:  # the default budget: still on the plateau, as measured
 # %% [markdown]
 # ### Why matching is the slow task
 #
+# Two observations, then an experiment that tells them apart.
+#
 # **Its share of the gradient is small.** All four losses are summed and update the same encoder.
 # Below we backpropagate each loss on its own, on one batch, and compare the size of the gradient it
 # sends into the encoder's weights, at the point this run has reached.
@@ -410,11 +412,13 @@ model.zero_grad()
 for k in tasks:
     print(f"{k:15s} gradient into the encoder {grad_norms[k]:.4f}  ({grad_norms[k] / grad_norms['mlm']:.1%} of MLM's)")
 if CFG["steps"] <= 300:  # the default budget: matching still at chance
-    assert grad_norms["itm"] < 0.1 * grad_norms["mlm"], grad_norms
+    assert grad_norms["itm"] < 0.2 * grad_norms["mlm"], f"matching's share of the gradient: {grad_norms}"
 
 # %% [markdown]
 # At chance, the matching loss pushes the encoder far more weakly than MLM does (the shares printed
-# above), so in the sum its signal is easily drowned.
+# above; they vary from a few per cent to about a tenth with the seed). That may drown its signal in
+# the sum, but it may also be only a symptom: a head that has found nothing to use sends back
+# little gradient.
 #
 # **Many of its negatives are not wrong.** A swapped caption is meant to be false for the image, but
 # a short caption such as "there is an orange thing" is true of every image that happens to contain
@@ -439,7 +443,7 @@ for kind, v in false_negative.items():
 assert false_negative["exists"] > 0.1 and false_negative["count"] > 0.1 and false_negative["list"] < 0.05
 
 # %% [markdown]
-# About one "exists" or "count" negative in six is a *true* caption labelled "does not match", and
+# Nearly one "exists" or "count" negative in five is a *true* caption labelled "does not match", and
 # a short caption that really is false differs from the image by a word or two. Relations ("a red
 # shape to the left of a circle") are rarely true by accident: two objects and their order must fit.
 # The first caption of every scene is the `list` kind: it names every object of the scene (as a COCO
@@ -449,8 +453,8 @@ assert false_negative["exists"] > 0.1 and false_negative["count"] > 0.1 and fals
 # ### Matching on whole-scene captions
 #
 # We continue from the model trained above, twice, for 250 steps of 128 pairs with the matching loss
-# alone: once with each scene's whole-scene caption, once with a random one of its five captions (the
-# control). The two runs differ only in the captions.
+# alone, so that matching gets the whole gradient: once with each scene's whole-scene caption, once
+# with a random one of its five captions (the control). The two runs differ only in the captions.
 
 # %%
 import copy
@@ -499,16 +503,20 @@ for name, m in matchers.items():
     print(f"{name:26s} loss {match_hists[name].smoothed('itm', 20)[-1]:.3f} | held-out accuracy: "
           f"whole-scene captions {match_acc[name][0]:.3f}, random captions {match_acc[name][None]:.3f}")
 whole, control = (match_hists[n].smoothed("itm", 20)[-1] for n in matchers)
-assert whole < math.log(2) - 0.2 and whole < control - 0.2, (whole, control)
+assert whole < math.log(2) - 0.2 and whole < control - 0.2, f"matching loss: whole-scene {whole:.3f}, control {control:.3f}"
+if (CFG["steps"], CFG["hidden"], CFG["seed"]) == (220, 64, 0):  # the text below describes the default run
+    assert control > math.log(2) - 0.03, f"the control left chance ({control:.3f}); the text assumes the default CFG"
 trained_whole = match_acc["whole-scene caption"]
 assert trained_whole[0] > 0.75 and 0.55 < trained_whole[None] < trained_whole[0], match_acc
 
 # %% [markdown]
-# With whole-scene captions the loss leaves ln 2 within a couple of hundred steps and the head judges
-# pairs of scenes it has never seen; with a random caption of the five, the same model, steps and
-# settings stay at chance. The head trained on whole-scene captions also does better than chance on
-# a random one of the five captions (four in five are short), but less well: short captions hold less
-# evidence, some of their "negatives" are true, and the head never saw them in this run.
+# With whole-scene captions the loss leaves ln 2 soon after the warm-up and the head judges pairs of
+# scenes it has never seen. With a random caption of the five, the same model, steps and settings stay
+# at chance in this run (with other `CFG` values the control can start to learn too, later): so it was
+# not only the share of the gradient that held matching back, but what the captions tell. The head
+# trained on whole-scene captions also does better than chance on a random one of the five captions
+# (one in five of them whole-scene), but less well: short captions hold less evidence, some of their
+# "negatives" are true, and the head never saw them in this run.
 
 # %% [markdown]
 # ## Past the plateau: matching in a model pretrained for longer
@@ -531,11 +539,12 @@ held_out = evaluate_pretraining(vil.to(device), vil_sm)
 plt.figure(figsize=(5, 2.6))
 plt.plot(curves["step"], curves["itm"], label="matching loss")
 plt.plot(curves["step"], curves["itm_acc"], label="matching accuracy")
-plt.axhline(math.log(2), color="grey", ls=":", label="ln 2")
+plt.axhline(math.log(2), color="grey", ls=":", label="ln 2 (loss at chance)")
+plt.axhline(0.5, color="lightgrey", ls="--", label="0.5 (accuracy at chance)")
 plt.xlabel("pretraining step"); plt.title("ViLBERT pretrained on the scenes (recorded)", fontsize=9); plt.legend(fontsize=7)
 plt.show()
 print(f"held-out pairs: matching loss {held_out['itm']:.3f} (ln 2 = {math.log(2):.3f}), accuracy {held_out['itm_acc']:.3f}")
-assert curves["itm"][-1] < math.log(2) - 0.15, "the recorded matching loss left the plateau"
+assert curves["itm"][-1] < math.log(2) - 0.15, "the recorded matching loss should have left the plateau"
 assert held_out["itm"] < math.log(2) - 0.1 and held_out["itm_acc"] > 0.65
 
 # %% [markdown]
