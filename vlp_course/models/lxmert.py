@@ -519,12 +519,11 @@ class LxmertForPreTraining(nn.Module):
         if mlm_scores == "masked" and (mlm_labels is None or not cfg.task_mask_lm):
             raise ValueError("mlm_scores='masked' scores the labelled positions: it needs mlm_labels and "
                              "config.task_mask_lm = True")
-        B, T = input_ids.shape[:2] if isinstance(input_ids, Tensor) and input_ids.ndim == 2 else (None, None)
-        if mlm_labels is not None and B is not None and (
-                not isinstance(mlm_labels, Tensor) or tuple(mlm_labels.shape) != (B, T)):
-            raise ValueError(f"mlm_labels must have shape (B, T) = ({B}, {T}), got {describe_shape(mlm_labels)}")
         out = self.lxmert(input_ids, visual_feats, boxes, attention_mask, visual_attention_mask, token_type_ids,
                           output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+        B, T = input_ids.shape  # valid: the encoder checked them
+        if mlm_labels is not None and (not isinstance(mlm_labels, Tensor) or tuple(mlm_labels.shape) != (B, T)):
+            raise ValueError(f"mlm_labels must have shape (B, T) = ({B}, {T}), got {describe_shape(mlm_labels)}")
         match_logits = self.cls.seq_relationship(out.pooled_output)  # (B, 2)
         scores = self.cls.predictions(out.language_output) if mlm_scores == "all" else None  # (B, T, vocab)
         visual = self.obj_predict_head(out.vision_output) if self.obj_predict_head is not None else {}

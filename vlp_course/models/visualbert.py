@@ -286,20 +286,20 @@ class VisualBertModel(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------------
-# BERT's pretraining heads (also used by LXMERT): masked LM on every position, matching on the pooled vector
+# BERT's pretraining heads (also used by LXMERT): masked LM on the tokens, matching on the pooled vector
 # --------------------------------------------------------------------------------------------------
 class PreTrainingHeads(nn.Module):
-    """``predictions`` (masked LM) on every token and ``seq_relationship`` Linear(D, 2) on the pooled
-    vector; class 1 of ``seq_relationship`` = matched (``is_matched``, P5)."""
+    """``predictions`` (masked LM, an :class:`LMPredictionHead`) and ``seq_relationship`` Linear(D, 2)
+    on the pooled vector; class 1 of ``seq_relationship`` = matched (``is_matched``, P5).
+
+    A container for the checkpoints' ``cls.*`` keys: the models call the two heads themselves, since
+    the masked LM runs either on every position (``predictions(sequence)``, (B, L, vocab)) or on the
+    labelled ones only (``predictions.at_labels``)."""
 
     def __init__(self, config: TransformerConfig, word_embeddings: nn.Embedding):
         super().__init__()
         self.predictions = LMPredictionHead(word_embeddings, config.hidden_act, config.layer_norm_eps)
         self.seq_relationship = nn.Linear(config.hidden_size, 2)
-
-    def forward(self, sequence: Tensor, pooled: Tensor) -> tuple[Tensor, Tensor]:
-        """sequence (B, L, D), pooled (B, D) -> (scores (B, L, vocab), matching logits (B, 2))."""
-        return self.predictions(sequence), self.seq_relationship(pooled)
 
 
 # --------------------------------------------------------------------------------------------------
