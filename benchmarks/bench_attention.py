@@ -13,13 +13,14 @@ the output's sum, with an additive (B, 1, 1, L) mask, fp32, on the CPU (and CUDA
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import Row, time_fn  # noqa: E402
 
 SHAPES = ((32, 4, 56, 32), (8, 12, 56, 64), (32, 4, 148, 32), (8, 12, 256, 64))
 
@@ -38,23 +39,13 @@ def time_call(fn, shape, device: str = "cpu", repeats: int = 20) -> float:
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(*shape, generator=g).to(device).requires_grad_() for _ in range(3))
     bias = torch.zeros(shape[0], 1, 1, shape[2], device=device)
-    times = []
-    for i in range(3 + repeats):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn(q, k, v, bias).sum().backward()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        if i >= 3:
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    median, _ = time_fn(lambda: fn(q, k, v, bias).sum().backward(), warmup=3, repeats=repeats,
+                        sync_cuda=device == "cuda")
+    return median
 
 
 def run(quick: bool = False, devices: list[str] | None = None) -> list:
     """Rows for benchmarks/run_all.py: milliseconds per call of each path, and the ratio."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from common import Row
 
     rows = []
     for device in devices or ["cpu"]:
