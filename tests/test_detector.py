@@ -42,16 +42,15 @@ def test_training_reduces_the_loss():
 
 def test_shipped_checkpoint_checksum(tmp_path, monkeypatch):
     import vlp_course.data.detector as det
+    from vlp_course import files
 
-    from vlp_course.data.cache import sha256_file
-
-    path = det._data_dir() / det.CHECKPOINT_NAME
-    assert path.exists() and det._expected_sha256(det.CHECKPOINT_NAME) == sha256_file(path)
+    path = files.shipped_dir() / det.CHECKPOINT_NAME
+    assert path.exists() and files.expected_sha256(det.CHECKPOINT_NAME) == files.sha256_file(path)
     assert path.stat().st_size < 5 * 2**20
     # a damaged copy is refused with a clear message
     (tmp_path / det.CHECKPOINT_NAME).write_bytes(path.read_bytes()[:-10] + b"0123456789")
-    (tmp_path / "SHA256SUMS").write_text((det._data_dir() / "SHA256SUMS").read_text())
-    monkeypatch.setattr(det, "_data_dir", lambda: tmp_path)
+    (tmp_path / "SHA256SUMS").write_text((files.shipped_dir() / "SHA256SUMS").read_text())
+    monkeypatch.setattr(files, "shipped_dir", lambda: tmp_path)
     with pytest.raises(ValueError, match="SHA-256"):
         det.load_detector()
 

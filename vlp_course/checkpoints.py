@@ -28,7 +28,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
-from vlp_course.data.cache import atomic_write_bytes
+from vlp_course.files import atomic_write_bytes
 
 __all__ = ["save_checkpoint", "load_checkpoint", "load_optimizer_state", "read_metadata", "unwrap", "LoadResult"]
 

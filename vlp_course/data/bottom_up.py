@@ -134,7 +134,7 @@ def read_bottom_up_tsv(path, fieldnames: Sequence[str] | None = None, limit: int
 def write_bottom_up_tsv(path, records: Iterable[BottomUpRecord], *, layout: str = "butd") -> Path:
     """Write records as a TSV: ``layout`` "butd" (6 fields) or "lxmert" (10 fields; missing object
     and attribute arrays are written as zeros)."""
-    from vlp_course.data.cache import atomic_write_text
+    from vlp_course.files import atomic_write_text
 
     if layout not in ("butd", "lxmert"):
         raise ValueError(f"layout must be 'butd' or 'lxmert', got {layout!r}")
@@ -185,7 +185,7 @@ def write_bottom_up_npz(path, record: BottomUpRecord) -> Path:
     """Write one record as an ``.npz`` with the canonical keys."""
     import io
 
-    from vlp_course.data.cache import atomic_write_bytes
+    from vlp_course.files import atomic_write_bytes
 
     buf = io.BytesIO()
     np.savez(buf, image_id=np.array(record.image_id), image_w=record.image_w, image_h=record.image_h,

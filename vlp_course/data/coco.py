@@ -20,7 +20,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from vlp_course.boxes import convert, validate_xyxy
-from vlp_course.data.cache import atomic_write_text
+from vlp_course.files import atomic_write_text
 
 __all__ = ["image_file_name", "write_coco_captions", "load_coco_captions", "write_coco_instances", "load_coco_instances"]
 

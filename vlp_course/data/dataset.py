@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vlp_course.data.cache import atomic_write_bytes, atomic_write_text, cache_dir, check_manifest, write_manifest
+from vlp_course.files import atomic_write_bytes, atomic_write_text, cache_dir, check_manifest, write_manifest
 from vlp_course.data.captions import hard_negative, scene_captions
 from vlp_course.data.coco import load_coco_captions, load_coco_instances, write_coco_captions, write_coco_instances
 from vlp_course.data.nlvr2 import NLVR2Example, load_nlvr2, make_nlvr2, write_nlvr2

@@ -323,7 +323,7 @@ def load_or_train_detector(seed: int = 0, steps: int = 600, *, n_scenes: int = 3
     """
     from safetensors.torch import load_file, save
 
-    from vlp_course.data.cache import atomic_write_bytes, atomic_write_text, cache_dir, check_manifest, write_manifest
+    from vlp_course.files import atomic_write_bytes, atomic_write_text, cache_dir, check_manifest, write_manifest
 
     cfg = {"channels": 48, "dim": 128, "roi_size": 4, "seed": int(seed), "steps": int(steps),
            "n_scenes": int(n_scenes), "version": 2}
@@ -355,21 +355,6 @@ CHECKPOINT_NAME = "scene_detector.safetensors"
 CHECKPOINT_RECIPE = {"train_scenes": 3000, "train_seed": 1000, "steps": 600, "batch_size": 16, "lr": 4e-3, "seed": 0}
 
 
-def _data_dir() -> Path:
-    return Path(__file__).resolve().parents[2] / "data"
-
-
-def _expected_sha256(name: str) -> str | None:
-    sums = _data_dir() / "SHA256SUMS"
-    if not sums.exists():
-        return None
-    for line in sums.read_text().splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[1].lstrip("*") == name:
-            return parts[0]
-    return None
-
-
 def load_detector(device: torch.device | str = "cpu", *, progress: bool = False) -> SceneDetector:
     """The trained stand-in detector: the shipped ``data/scene_detector.safetensors`` when present
     and its SHA-256 matches ``data/SHA256SUMS``; otherwise :func:`load_or_train_detector` (trains
@@ -380,15 +365,11 @@ def load_detector(device: torch.device | str = "cpu", *, progress: bool = False)
     """
     from safetensors.torch import load_file
 
-    from vlp_course.data.cache import sha256_file
+    from vlp_course import files
 
-    path = _data_dir() / CHECKPOINT_NAME
-    expected = _expected_sha256(CHECKPOINT_NAME)
-    if path.exists() and expected is not None:
-        got = sha256_file(path)
-        if got != expected:
-            raise ValueError(f"{path}: SHA-256 {got} differs from data/SHA256SUMS ({expected}); "
-                             "the file is damaged: restore it from git or rebuild it with python -m vlp_course.data.detector")
+    path = files.shipped_dir() / CHECKPOINT_NAME
+    if path.exists() and files.expected_sha256(CHECKPOINT_NAME) is not None:
+        files.check_shipped(path, "python -m vlp_course.data.detector")
         model = SceneDetector()
         model.load_state_dict(load_file(str(path)))
         return model.to(device).eval()
@@ -402,11 +383,11 @@ def _main(argv=None) -> int:
 
     from safetensors.torch import save
 
-    from vlp_course.data.cache import atomic_write_bytes, atomic_write_text, sha256_file
+    from vlp_course import files
 
     r = CHECKPOINT_RECIPE
     ap = argparse.ArgumentParser(description="Train the stand-in detector and write data/scene_detector.safetensors")
-    ap.add_argument("--out", default=str(_data_dir()), help="folder for the checkpoint and SHA256SUMS")
+    ap.add_argument("--out", default=str(files.shipped_dir()), help="folder for the checkpoint and SHA256SUMS")
     ap.add_argument("--steps", type=int, default=r["steps"])
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
@@ -421,11 +402,8 @@ def _main(argv=None) -> int:
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {"recipe": json.dumps({**r, "steps": args.steps}), "class_acc": f"{acc['class_acc']:.4f}",
             "attr_acc": f"{acc['attr_acc']:.4f}"}
-    atomic_write_bytes(out / CHECKPOINT_NAME, save(state, metadata=meta))
-    digest = sha256_file(out / CHECKPOINT_NAME)
-    sums = out / "SHA256SUMS"
-    lines = [ln for ln in (sums.read_text().splitlines() if sums.exists() else []) if not ln.endswith(CHECKPOINT_NAME)]
-    atomic_write_text(sums, "\n".join(sorted(lines + [f"{digest}  {CHECKPOINT_NAME}"])) + "\n")
+    files.atomic_write_bytes(out / CHECKPOINT_NAME, save(state, metadata=meta))
+    digest = files.record_sha256(out / CHECKPOINT_NAME)
     print(f"wrote {out / CHECKPOINT_NAME} ({(out / CHECKPOINT_NAME).stat().st_size} bytes), sha256 {digest}")
     return 0
 

@@ -126,7 +126,7 @@ def make_nlvr2(scenes: Sequence[Scene], n: int, rng: np.random.Generator, *, spl
 
 def write_nlvr2(examples: Sequence[NLVR2Example], path) -> Path:
     """Write examples as NLVR2 JSON lines (labels as the strings "True"/"False", as in the dataset)."""
-    from vlp_course.data.cache import atomic_write_text
+    from vlp_course.files import atomic_write_text
 
     lines = []
     for e in examples:

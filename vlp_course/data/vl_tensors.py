@@ -6,7 +6,7 @@ questions and their soft scores, plus the pretraining and VQA batch samplers of 
     from vlp_course.data.vl_tensors import build_scene_tensors
     st = build_scene_tensors(2000, seed=0)
     st.feats, st.boxes, st.region_mask     # (I, N, F), (I, N, 4) pixel xyxy, (I, N)
-    b = st.pretrain_batch(step=0, batch_size=64)   # masked captions, half swapped (is_matched)
+    b = st.pretrain_batch(step=0, batch_size=64)   # captions, half swapped (is_matched); unmasked
     b = st.vqa_batch(step=0, batch_size=64)        # questions and (B, A) soft scores
 
 **Region features.** The notebooks use *oracle* region features: per ground-truth object, the
@@ -33,7 +33,6 @@ from vlp_course.data.scenes import COLORS, SHAPES, SIZES
 from vlp_course.data.vqa import AnswerVocab, vqa_accuracy
 from vlp_course.pretraining.losses import IGNORE_INDEX
 from vlp_course.pretraining.matching import sample_matching
-from vlp_course.pretraining.text_masking import mask_tokens
 from vlp_course.text.vocab import CLS, MASK, PAD, SEP, UNK, Vocabulary, tokenize
 
 __all__ = ["FEATURE_WIDTH", "SceneTensors", "build_scene_tensors", "oracle_regions"]
@@ -136,16 +135,15 @@ class SceneTensors:
         return torch.nonzero(keep).squeeze(1)
 
     def pretrain_batch(self, step: int, batch_size: int, *, seed: int = 0, split: str = "train",
-                       mlm_probability: float = 0.15, p_negative: float = 0.5) -> dict[str, Tensor]:
-        """A pretraining batch, the same for the same (step, seed).
+                       p_negative: float = 0.5) -> dict[str, Tensor]:
+        """A pretraining batch of image-caption pairs, the same for the same (step, seed); nothing masked.
 
-        Samples captions, swaps each for another image's caption with probability ``p_negative``
-        (``is_matched`` = 0) and masks words with BERT's 80/10/10 recipe.
+        Samples captions and swaps each for another image's caption with probability ``p_negative``
+        (``is_matched`` = 0). Masking words and regions is the recipe's job (:mod:`vlp_course.pretraining`).
 
         Returns:
-            ``input_ids`` (B, T) masked, ``attention_mask`` (B, T), ``mlm_labels`` (B, T) with -100
-            where not masked, ``original_ids`` (B, T), ``image`` (B,) image indices into ``feats``,
-            ``is_matched`` (B,).
+            ``input_ids`` (B, T) the caption shown with the image, ``attention_mask`` (B, T),
+            ``image`` (B,) image indices into ``feats``, ``is_matched`` (B,) 1 when the caption is the image's own.
         """
         gen = torch.Generator().manual_seed(1_000_003 * seed + step)
         pool = self.rows("captions", split)
@@ -153,10 +151,7 @@ class SceneTensors:
         img = self.cap_image[rows]
         m = sample_matching(batch_size, image_ids=img, generator=gen, p_negative=p_negative)
         ids, mask = self.cap_ids[rows[m.caption_index]], self.cap_mask[rows[m.caption_index]]
-        masked, labels = mask_tokens(ids, len(self.vocab), self.ids[MASK], special_token_ids=self.vocab.special_ids(),
-                                     attention_mask=mask, mlm_probability=mlm_probability, generator=gen)
-        return {"input_ids": masked, "attention_mask": mask, "mlm_labels": labels, "original_ids": ids,
-                "image": img, "is_matched": m.is_matched}
+        return {"input_ids": ids, "attention_mask": mask, "image": img, "is_matched": m.is_matched}
 
     def vqa_batch(self, step: int, batch_size: int, *, seed: int = 0) -> dict[str, Tensor]:
         """A VQA training batch: ``input_ids``/``attention_mask`` (B, T), ``image`` (B,), ``soft_scores`` (B, A)."""
@@ -167,7 +162,7 @@ class SceneTensors:
                 "soft_scores": self.q_target[rows], "rows": rows}
 
     @torch.no_grad()
-    def vqa_accuracy(self, logits_fn: Callable[[dict], Tensor], *, split: str = "test", batch_size: int = 512) -> float:
+    def score_vqa(self, logits_fn: Callable[[dict], Tensor], *, split: str = "test", batch_size: int = 512) -> float:
         """Official VQA accuracy (mean of min(#matching annotators / 3, 1)) of the argmax answer.
 
         ``logits_fn(batch)`` gets batches shaped like :meth:`vqa_batch`'s and returns (B, A) logits.

@@ -341,7 +341,7 @@ def evaluate_vqa(questions: dict[int, VQAQuestion], results: dict[int, str], ndi
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    from vlp_course.data.cache import atomic_write_text
+    from vlp_course.files import atomic_write_text
 
     atomic_write_text(path, text)
 

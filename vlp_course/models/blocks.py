@@ -42,6 +42,9 @@ __all__ = [
     "check_keep_mask",
     "check_region_features",
     "check_text_inputs",
+    "check_labels",
+    "VLOutput",
+    "TASKS",
     "additive_attention_mask",
     "TextEmbeddings",
     "MultiHeadAttention",
@@ -185,44 +188,121 @@ def check_keep_mask(mask: Tensor | None, shape: tuple[int, ...], what: str) -> N
         raise ValueError(f"{what} must have shape {tuple(shape)} (1 = real token, 0 = padding), got {describe_shape(mask)}")
 
 
-def check_region_features(features: Tensor, width: int, batch: int, *, field_name: str, what: str = "visual_feats") -> None:
-    """Region features must be (B, N, F) with the configured F and the text's B.
+def check_region_features(features: Tensor, width: int, batch: int, *, field_name: str, what: str = "visual_feats",
+                          dtype: torch.dtype | None = None) -> None:
+    """Region features must be (B, N, F) floats of the model's dtype, finite, with the configured F and the text's B.
 
     Args:
         features: the tensor to check. width: the configured F. batch: the text's B.
         field_name: the config field that sets F (named in the message, e.g. ``v_feature_size``).
         what: the argument's name in the model's signature.
+        dtype: the model's parameter dtype; features of another dtype are refused (no silent cast).
 
     Raises:
-        ValueError: naming both widths (pitfall P8) or both batch sizes.
+        ValueError: naming both widths, both batch sizes, the expected dtype, or the first non-finite value.
     """
     if not isinstance(features, Tensor) or features.ndim != 3:
         raise ValueError(f"{what} must have shape (B, N, F) with F = {field_name} = {width}, got {describe_shape(features)}")
+    if not features.is_floating_point():
+        raise ValueError(f"{what} must be a floating-point tensor ({dtype or 'the model dtype'}), got {features.dtype}")
+    if dtype is not None and features.dtype != dtype:
+        raise ValueError(f"{what} has dtype {features.dtype} but the model's weights are {dtype}: cast the features "
+                         f"(features.to({dtype})) or the model (model.to({features.dtype}))")
     if features.shape[-1] != width:
         raise ValueError(f"{what} have width {features.shape[-1]} but the model is configured for {field_name} = {width} "
                          f"(shape {tuple(features.shape)})")
     if features.shape[0] != batch:
         raise ValueError(f"batch mismatch: input_ids has {batch} rows but {what} has {features.shape[0]} "
                          f"(batch sizes differ; {what} shape {tuple(features.shape)})")
+    if not bool(torch.isfinite(features).all()):
+        bad = torch.nonzero(~torch.isfinite(features))[0].tolist()
+        raise ValueError(f"{what} must be finite; {what}[{', '.join(map(str, bad))}] = {features[tuple(bad)].item()}")
 
 
 def check_text_inputs(config: TransformerConfig, input_ids: Tensor, token_type_ids: Tensor | None = None,
                       attention_mask: Tensor | None = None) -> tuple[int, int]:
-    """The text side's checks: ids (B, T) in the vocabulary, T within the position table, token
-    types and keep mask of shape (B, T). Returns (B, T).
+    """The text side's checks: integer ids (B, T) with T >= 1 in the vocabulary, T within the position
+    table, every row with at least one real token, token types and keep mask of shape (B, T). Returns (B, T).
 
     Raises:
-        ValueError: naming the argument, the expected shape or range and what was given.
+        ValueError: naming the argument, the expected shape, dtype or range and what was given.
     """
     if not isinstance(input_ids, Tensor) or input_ids.ndim != 2:
         raise ValueError(f"input_ids must have shape (B, T), got {describe_shape(input_ids)}")
+    if input_ids.is_floating_point() or input_ids.is_complex() or input_ids.dtype == torch.bool:
+        raise ValueError(f"input_ids must be integer token ids (torch.long), got {input_ids.dtype}")
     B, T = input_ids.shape
+    if T == 0:
+        raise ValueError(f"input_ids has no tokens (shape {tuple(input_ids.shape)}): the text needs at least [CLS]")
     if T > config.max_position_embeddings:
         raise ValueError(f"T = {T} text tokens exceed max_position_embeddings = {config.max_position_embeddings}")
     check_ids(input_ids, (B, T), config.vocab_size, "input_ids")
     check_ids(token_type_ids, (B, T), config.type_vocab_size, "token_type_ids")
     check_keep_mask(attention_mask, (B, T), "attention_mask")
+    if attention_mask is not None and B and bool((attention_mask[:, 0] == 0).any()):
+        row = int(torch.nonzero(attention_mask[:, 0] == 0)[0])
+        raise ValueError(f"attention_mask row {row} hides its first token: every text starts with a real [CLS] "
+                         "(padding goes at the end)")
     return B, T
+
+
+def check_labels(labels: Tensor | None, shape: tuple[int, ...], what: str) -> None:
+    """Integer labels (None, or exactly ``shape``; -100 = no target) for a task's loss.
+
+    Raises:
+        ValueError: naming ``what``, the expected shape and dtype.
+    """
+    if labels is None:
+        return
+    if not isinstance(labels, Tensor) or tuple(labels.shape) != tuple(shape):
+        raise ValueError(f"{what} must have shape {tuple(shape)}, got {describe_shape(labels)}")
+    if labels.is_floating_point() or labels.dtype == torch.bool:
+        raise ValueError(f"{what} must be integer labels (torch.long, -100 = no target), got {labels.dtype}")
+
+
+# --------------------------------------------------------------------------------------------------
+# One output for every model and task
+# --------------------------------------------------------------------------------------------------
+#: The task names: the keys of :attr:`VLOutput.losses` and :attr:`VLOutput.logits`, the same in all four models.
+TASKS = {
+    "mlm": "masked language modelling over the text tokens (BERT; every model)",
+    "itm": "image-text matching on the pooled vector, class 1 = matched (every model but VL-BERT)",
+    "mrm": "ViLBERT's masked multi-modal modelling: KL to the detector's class distribution of masked regions",
+    "mrc": "VL-BERT's masked RoI classification with linguistic clues: soft cross-entropy on masked regions",
+    "obj": "LXMERT's detected-label classification, object classes",
+    "attr": "LXMERT's detected-label classification, attribute classes",
+    "feat": "LXMERT's RoI-feature regression",
+    "qa": "LXMERT's image question answering during pretraining",
+    "vqa": "visual question answering (fine-tuned answer head)",
+}
+
+
+@dataclass
+class VLOutput:
+    """What every vision-language model of the course returns, for pretraining and for tasks alike.
+
+    Attributes:
+        loss: the sum of ``losses`` (a scalar), or None when no labels were given.
+        losses: one scalar per task that had labels, keyed by :data:`TASKS` (``"mlm"``, ``"itm"``, …).
+        logits: per task, the scores its loss reads: ``"mlm"`` (B, T, vocab) (or (M, vocab) at the
+            M labelled positions), ``"itm"`` (B, 2), ``"vqa"`` (B, A), … (see each model).
+        encoder: the encoder's own output (hidden states, pooled vectors, attentions), model-specific.
+    """
+
+    loss: Tensor | None
+    losses: dict[str, Tensor]
+    logits: dict[str, Tensor]
+    encoder: Any = None
+
+    def __post_init__(self) -> None:
+        unknown = set(self.losses) - set(TASKS) | set(self.logits) - set(TASKS)
+        if unknown:
+            raise ValueError(f"unknown task names {sorted(unknown)}; the tasks are {sorted(TASKS)}")
+
+    @staticmethod
+    def total(losses: dict[str, Tensor]) -> Tensor | None:
+        """The sum of the task losses, or None if there are none."""
+        return sum(losses.values()) if losses else None  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------------------------------

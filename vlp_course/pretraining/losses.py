@@ -33,6 +33,7 @@ __all__ = [
     "qa_ce_loss",
 ]
 
+#: marks a position without a target (torch's cross_entropy ignore_index); defined here only.
 IGNORE_INDEX = -100
 #: LXMERT multiplies each visual loss, a mean over all boxes, by 1 / 0.15 (HF ``visual_loss_normalizer``).
 LXMERT_VISUAL_LOSS_NORMALIZER = 1 / 0.15

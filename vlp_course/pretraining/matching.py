@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from vlp_course.pretraining.losses import IGNORE_INDEX  # -100: no target here (the one definition)
+
 __all__ = [
     "IGNORE_INDEX",
     "MLM_ON_MISMATCHED",
@@ -36,7 +38,6 @@ __all__ = [
     "drop_mismatched_labels",
 ]
 
-IGNORE_INDEX = -100
 
 #: Whether each original computes the masked losses on mismatched pairs (pitfall P4).
 MLM_ON_MISMATCHED = {"lxmert": True, "vilbert": False}

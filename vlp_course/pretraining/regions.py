@@ -35,6 +35,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from vlp_course.pretraining.losses import IGNORE_INDEX  # -100: no target here (the one definition)
+
 __all__ = [
     "IGNORE_INDEX",
     "RegionScheme",
@@ -52,7 +54,6 @@ __all__ = [
     "mask_pixels",
 ]
 
-IGNORE_INDEX = -100
 
 # What happened to each region (the ``actions`` tensor).
 KEEP_UNSELECTED = 0  # not selected: input unchanged, no target

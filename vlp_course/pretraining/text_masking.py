@@ -21,9 +21,10 @@ from typing import Iterable
 import torch
 from torch import Tensor
 
+from vlp_course.pretraining.losses import IGNORE_INDEX  # -100: no target here (the one definition)
+
 __all__ = ["IGNORE_INDEX", "mask_tokens", "apply_mask_decisions"]
 
-IGNORE_INDEX = -100
 
 
 def _check_ratio(name: str, p: float) -> float:

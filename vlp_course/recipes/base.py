@@ -1,0 +1,138 @@
+"""What every model's recipe shares: the :class:`Recipe` (data, size, training settings of one shipped
+checkpoint) and :class:`SceneAdapter`, the base of the four adapters that feed a model from the scenes.
+
+An adapter turns the *unmasked* batches of :class:`~vlp_course.data.vl_tensors.SceneTensors` into
+one model's inputs. Each model's adapter has one ``pretrain_step`` that reads in order:
+
+    pair (matched or swapped caption) -> mask words -> lay out regions -> mask regions -> model -> losses
+
+and one ``vqa_step`` (question -> regions -> model -> answer scores). Both return the model's
+:class:`~vlp_course.models.blocks.VLOutput`.
+
+Shapes: B batch, T text tokens, N regions, F feature width, A answers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from vlp_course.data.vl_tensors import SceneTensors, build_scene_tensors
+from vlp_course.models.blocks import VLOutput
+from vlp_course.pretraining.text_masking import mask_tokens
+from vlp_course.text.vocab import MASK
+
+__all__ = ["KINDS", "Recipe", "SceneAdapter", "scene_tensors"]
+
+#: The four models, by the name their recipe module carries.
+KINDS = ("visualbert", "lxmert", "vilbert", "vlbert")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Data, model size and training settings of one course checkpoint.
+
+    ``init`` is the standard deviation of the weight initialisation: BERT's 0.02 is calibrated for
+    width 768; at width 64 it makes every attention layer's contribution to the residual stream
+    ~0.0004·D = 3% of the token's own vector, and cross-modal signals need thousands of steps to
+    appear. 0.02·sqrt(768 / D) keeps BERT-base's ratio (0.07 at D = 64).
+
+    Raises:
+        ValueError: if ``kind`` is not one of :data:`KINDS`.
+    """
+
+    kind: str = "visualbert"
+    n_images: int = 2000
+    n_test: int = 300
+    seed: int = 0
+    feature_noise: float = 0.3
+    hidden: int = 64
+    layers: int = 2
+    heads: int = 4
+    ffn: int = 256
+    init: float = 0.07
+    batch: int = 128
+    lr: float = 1e-3
+    warmup: int = 100
+    steps: int = 2000
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+
+
+def scene_tensors(recipe: Recipe, vocab_tokens=None) -> SceneTensors:
+    """The :class:`SceneTensors` a recipe trains on (VisualBERT and VL-BERT: questions end in [MASK])."""
+    return build_scene_tensors(recipe.n_images, recipe.seed, n_test=recipe.n_test, feature_noise=recipe.feature_noise,
+                               vqa_mask_token={"visualbert": True, "vlbert": "segment"}.get(recipe.kind, False),
+                               vocab_tokens=vocab_tokens)
+
+
+class SceneAdapter:
+    """How one model is built and fed from :class:`SceneTensors` (one subclass per model).
+
+    Subclasses set ``kind`` and implement ``config``, ``pretraining_model``, ``qa_model``,
+    ``pretrain_step`` and ``vqa_step``. Batches are those of :meth:`SceneTensors.pretrain_batch` /
+    :meth:`SceneTensors.vqa_batch` (unmasked; ``image`` indexes the per-image tensors).
+    """
+
+    kind = ""
+
+    def __init__(self, st: SceneTensors, recipe: Recipe):
+        self.st, self.recipe = st, recipe
+
+    # ---- shared pieces ------------------------------------------------------------------------
+    def sizes(self) -> dict[str, Any]:
+        """The transformer sizes every model's config shares (dropout off for short CPU runs)."""
+        r = self.recipe
+        return dict(vocab_size=len(self.st.vocab), hidden_size=r.hidden, num_attention_heads=r.heads,
+                    intermediate_size=r.ffn, max_position_embeddings=64, hidden_dropout_prob=0.0,
+                    attention_probs_dropout_prob=0.0, initializer_range=r.init)
+
+    def take(self, name: str, batch: dict) -> Tensor:
+        """Rows ``batch["image"]`` of the per-image tensor ``self.st.<name>``, on the batch's device."""
+        img = batch["image"]
+        return getattr(self.st, name)[img.cpu()].to(img.device)
+
+    def images(self, batch: dict, zero_image: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+        """(B, N, F) features, (B, N, 4) pixel boxes, (B, N) region mask of the batch's images.
+
+        ``zero_image`` removes everything the image tells: features and boxes become 0 and every
+        region slot counts as real (else the number of regions would answer "how many" questions).
+        """
+        f, boxes, rmask = self.take("feats", batch), self.take("boxes", batch), self.take("region_mask", batch)
+        if zero_image:
+            return torch.zeros_like(f), torch.zeros_like(boxes), torch.ones_like(rmask)
+        return f, boxes, rmask
+
+    def mask_words(self, batch: dict, generator: torch.Generator | None = None,
+                   mlm_probability: float = 0.15) -> tuple[Tensor, Tensor]:
+        """BERT's word masking of the batch's captions: 15% of the real, non-special tokens chosen;
+        of those 80% -> [MASK], 10% -> a random word, 10% kept.
+
+        Returns:
+            ``(input_ids, mlm_labels)``, both (B, T); labels hold the original id where chosen, -100 elsewhere.
+        """
+        return mask_tokens(batch["input_ids"], len(self.st.vocab), self.st.ids[MASK],
+                           special_token_ids=self.st.vocab.special_ids(), attention_mask=batch["attention_mask"],
+                           mlm_probability=mlm_probability, generator=generator)
+
+    # ---- per model ----------------------------------------------------------------------------
+    def config(self, num_answers: int | None = None):
+        raise NotImplementedError
+
+    def pretraining_model(self) -> nn.Module:
+        raise NotImplementedError
+
+    def qa_model(self) -> nn.Module:
+        raise NotImplementedError
+
+    def pretrain_step(self, model: nn.Module, batch: dict, generator: torch.Generator | None = None) -> VLOutput:
+        raise NotImplementedError
+
+    def vqa_step(self, model: nn.Module, batch: dict, zero_image: bool = False) -> VLOutput:
+        """``logits["vqa"]`` (B, A), plus ``losses["vqa"]`` when the batch has ``soft_scores``."""
+        raise NotImplementedError

@@ -1,0 +1,121 @@
+"""Running a recipe: pretraining, VQA fine-tuning and evaluation, all on :func:`vlp_course.training.train`.
+
+Every function takes a model and its :class:`~vlp_course.recipes.base.SceneAdapter` and returns
+results (a :class:`~vlp_course.training.History`, a dict of numbers) rather than printing them.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import Tensor, nn
+
+from vlp_course.recipes.base import SceneAdapter
+from vlp_course.training import History, TrainConfig, train
+
+__all__ = ["transfer_pretrained", "step_scalars", "pretrain", "finetune_vqa", "evaluate_pretraining", "evaluate_vqa",
+           "vqa_against_question_only"]
+
+
+def transfer_pretrained(qa_model: nn.Module, pretrained: nn.Module) -> dict[str, list[str]]:
+    """Copy the pretrained encoder into a VQA model (same parameter names); the new answer head keeps
+    its initialisation. Returns ``{"loaded": [...], "new": [...], "dropped": [...]}`` key lists.
+
+    Raises:
+        ValueError: if a shared key has a different shape in the two models.
+    """
+    own, src = qa_model.state_dict(), pretrained.state_dict()
+    bad = [k for k in own if k in src and own[k].shape != src[k].shape]
+    if bad:
+        raise ValueError(f"shapes differ between the pretrained and the VQA model for {bad[:5]}")
+    qa_model.load_state_dict({k: src[k] for k in own if k in src}, strict=False)
+    return {"loaded": [k for k in own if k in src], "new": [k for k in own if k not in src],
+            "dropped": [k for k in src if k not in own]}
+
+
+def step_scalars(out, batch: dict | None = None) -> dict[str, Tensor]:
+    """A :class:`~vlp_course.models.blocks.VLOutput` as the training loop's dict: ``loss``, each task's
+    loss, and ``itm_acc`` (matching accuracy) when the model scored matching and the batch has ``is_matched``."""
+    res = {"loss": out.loss, **out.losses}
+    if batch is not None and "itm" in out.logits and "is_matched" in batch:
+        res["itm_acc"] = (out.logits["itm"].argmax(-1) == batch["is_matched"]).float().mean()
+    return res
+
+
+def pretrain(model: nn.Module, adapter: SceneAdapter, steps: int, *, batch: int | None = None, lr: float | None = None,
+             warmup: int | None = None, seed: int = 0, progress: bool = False, device=None) -> History:
+    """Pretrain ``model`` with its own tasks (``adapter.pretrain_step``) on the training images."""
+    r = adapter.recipe
+    B = batch or r.batch
+    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    gen = torch.Generator(device=dev).manual_seed(seed + 17)  # word and region masking draw on the model's device
+
+    def step(m, b):
+        return step_scalars(adapter.pretrain_step(m, b, gen), b)
+
+    return train(model, lambda s: adapter.st.pretrain_batch(s, B, seed=seed), step,
+                 TrainConfig(steps=steps, lr=lr or r.lr, warmup_steps=r.warmup if warmup is None else warmup, seed=seed,
+                             progress=progress), device=device)
+
+
+def finetune_vqa(model: nn.Module, adapter: SceneAdapter, steps: int, *, zero_image: bool = False, batch: int = 64,
+                 lr: float = 1e-3, warmup: int = 20, seed: int = 0, progress: bool = False, device=None) -> History:
+    """Fine-tune for VQA (the soft-score loss of the model's original code) on the training questions.
+
+    ``zero_image=True`` trains the question-only baseline: the same model with the image removed.
+    """
+    def step(m, b):
+        return {"loss": adapter.vqa_step(m, b, zero_image).loss}
+
+    return train(model, lambda s: {k: v for k, v in adapter.st.vqa_batch(s, batch, seed=seed).items() if k != "rows"},
+                 step, TrainConfig(steps=steps, lr=lr, warmup_steps=warmup, seed=seed, progress=progress), device=device)
+
+
+@torch.no_grad()
+def evaluate_pretraining(model: nn.Module, adapter: SceneAdapter, *, split: str = "test", batches: int = 8,
+                         batch: int = 128, seed: int = 123) -> dict[str, float]:
+    """Each pretraining loss (and matching accuracy) averaged over ``batches`` batches of ``split``."""
+    model.eval()
+    dev = next(model.parameters()).device
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    sums: dict[str, float] = {}
+    for s in range(batches):
+        b = {k: v.to(dev) for k, v in adapter.st.pretrain_batch(s, batch, seed=seed, split=split).items()}
+        for k, v in step_scalars(adapter.pretrain_step(model, b, gen), b).items():
+            sums[k] = sums.get(k, 0.0) + float(v) / batches
+    return sums
+
+
+def evaluate_vqa(model: nn.Module, adapter: SceneAdapter, *, zero_image: bool = False, split: str = "test") -> float:
+    """Official VQA accuracy (:func:`vlp_course.data.vqa.vqa_accuracy`) of the argmax answer on ``split``'s questions."""
+    model.eval()
+    dev = next(model.parameters()).device
+    return adapter.st.score_vqa(
+        lambda b: adapter.vqa_step(model, {k: v.to(dev) for k, v in b.items()}, zero_image).logits["vqa"].cpu(),
+        split=split)
+
+
+def vqa_against_question_only(pretrained: nn.Module, adapter: SceneAdapter, steps: int, *, name: str, batch: int = 64,
+                              seed: int = 0, device=None
+                              ) -> tuple[dict[str, float], dict[str, list[str]], dict[str, float]]:
+    """Fine-tune two VQA models from the same checkpoint for the same budget, one with the image
+    zeroed (the question-only baseline) and one with it, and measure both on the held-out images.
+
+    Returns:
+        ``(accuracies, moved, seconds)``: accuracies ``{"question only (image zeroed)": acc,
+        f"{name} (with the image)": acc, "majority answer": acc}`` (official VQA accuracy in [0, 1]),
+        the last :func:`transfer_pretrained` report, and each fine-tune's wall-clock seconds.
+    """
+    results: dict[str, float] = {}
+    seconds: dict[str, float] = {}
+    for label, zero_image in (("question only (image zeroed)", True), (f"{name} (with the image)", False)):
+        torch.manual_seed(seed)
+        qa = adapter.qa_model()
+        moved = transfer_pretrained(qa, pretrained)
+        t = time.perf_counter()
+        finetune_vqa(qa, adapter, steps, zero_image=zero_image, batch=batch, seed=seed, device=device)
+        results[label] = evaluate_vqa(qa, adapter, zero_image=zero_image)
+        seconds[label] = time.perf_counter() - t
+    results["majority answer"] = adapter.st.majority_accuracy()
+    return results, moved, seconds

@@ -1,0 +1,139 @@
+"""The shipped course checkpoints: each of the four models pretrained on the scenes with its own tasks.
+
+A notebook's CPU budget (about a minute) is too short for a from-scratch model to learn to use the
+image; the course therefore ships, per model, a small checkpoint pretrained longer with that model's
+own pretraining tasks (``data/<model>_scenes.safetensors``, SHA-256 in ``data/SHA256SUMS``), and the
+notebooks fine-tune it briefly for VQA. Reproduce one with::
+
+    python -m vlp_course.recipes.shipped --model visualbert      # or lxmert, vilbert, vlbert
+
+The file's metadata holds the :class:`~vlp_course.recipes.base.Recipe`, the vocabulary, the final
+losses, the training time and the loss curves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save
+
+from vlp_course import files
+from vlp_course.recipes.base import KINDS, Recipe, SceneAdapter, scene_tensors
+from vlp_course.recipes.lxmert import LxmertAdapter
+from vlp_course.recipes.run import pretrain
+from vlp_course.recipes.vilbert import ViLBERTAdapter
+from vlp_course.recipes.visualbert import VisualBertAdapter
+from vlp_course.recipes.vlbert import VLBERTAdapter
+
+__all__ = ["ADAPTERS", "adapter", "checkpoint_name", "load_scene_checkpoint", "train_scene_checkpoint"]
+
+ADAPTERS: dict[str, type[SceneAdapter]] = {"visualbert": VisualBertAdapter, "lxmert": LxmertAdapter,
+                                            "vilbert": ViLBERTAdapter, "vlbert": VLBERTAdapter}
+
+
+def adapter(st, recipe: Recipe) -> SceneAdapter:
+    """The adapter of ``recipe.kind`` over the scene tensors ``st``."""
+    return ADAPTERS[recipe.kind](st, recipe)
+
+
+def checkpoint_name(kind: str) -> str:
+    return f"{kind}_scenes.safetensors"
+
+
+def _rebuild(kind: str) -> str:
+    return f"python -m vlp_course.recipes.shipped --model {kind}"
+
+
+def load_scene_checkpoint(kind: str, path: str | Path | None = None):
+    """Load a course checkpoint: returns ``(model, adapter, metadata)``.
+
+    The file (default ``data/<kind>_scenes.safetensors``) must match its SHA-256 in
+    ``data/SHA256SUMS``; its metadata holds the :class:`Recipe` and the vocabulary, so the data are
+    rebuilt exactly as in training. When the course is installed without its ``data/`` folder, the
+    checkpoint is pretrained once with the default recipe (on CUDA when available) and cached.
+
+    Raises:
+        ValueError: unknown kind, a SHA-256 mismatch, or a checkpoint whose keys do not fit the model.
+        FileNotFoundError: if the file is missing (reproduce it with the command in the module docstring).
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    p = Path(path) if path is not None else files.shipped_dir() / checkpoint_name(kind)
+    if not p.exists() and path is None:
+        # installed without the repository's data/ folder (e.g. pip on Colab): train it once, cache it
+        cached = files.cache_dir() / "checkpoints" / checkpoint_name(kind)
+        if not cached.exists():
+            warnings.warn(f"{p} is not here: pretraining the {kind} checkpoint now (minutes on a CPU, "
+                          f"seconds on a GPU); it is cached in {cached}", stacklevel=2)
+            device = "cuda" if torch.cuda.is_available() else None
+            files.atomic_write_bytes(cached, train_scene_checkpoint(Recipe(kind=kind), device=device, progress=True))
+        p, path = cached, cached
+    if not p.exists():
+        raise FileNotFoundError(f"{p} is missing; reproduce it with: {_rebuild(kind)}")
+    if path is None:
+        files.check_shipped(p, _rebuild(kind))
+    with safe_open(str(p), "pt") as fh:
+        meta = dict(fh.metadata() or {})
+    recipe = Recipe(**json.loads(meta["recipe"]))
+    ad = adapter(scene_tensors(recipe, vocab_tokens=json.loads(meta["vocab"])), recipe)
+    model = ad.pretraining_model()
+    missing, unexpected = model.load_state_dict(load_file(str(p)), strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{p} does not fit {type(model).__name__}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    return model.eval(), ad, meta
+
+
+def _curves(train: dict[str, list[float]], window: int) -> dict[str, list[float]]:
+    n = len(next(iter(train.values())))
+    starts = list(range(0, n - window + 1, window))
+    out = {"step": [s + window for s in starts]}
+    for k, v in train.items():
+        out[k] = [round(sum(v[s:s + window]) / window, 4) for s in starts]
+    return out
+
+
+def train_scene_checkpoint(recipe: Recipe, *, device=None, progress: bool = True) -> bytes:
+    """Pretrain ``recipe``'s model from scratch; returns the safetensors file (bytes) with its metadata."""
+    st = scene_tensors(recipe)
+    ad = adapter(st, recipe)
+    torch.manual_seed(recipe.seed)
+    model = ad.pretraining_model()
+    t = time.perf_counter()
+    hist = pretrain(model, ad, recipe.steps, seed=recipe.seed, progress=progress, device=device)
+    secs = time.perf_counter() - t
+    last = {k: float(sum(v[-100:]) / len(v[-100:])) for k, v in hist.train.items()}
+    print(f"{recipe.kind}: {recipe.steps} steps in {secs:.0f} s; last 100 steps: "
+          + ", ".join(f"{k} {v:.3f}" for k, v in last.items()))
+    # tied weights (the MLM decoder and the word embeddings) are stored once per name
+    state = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
+    meta = {"recipe": json.dumps(asdict(recipe)), "vocab": json.dumps(st.vocab.itos),
+            "final_losses": json.dumps({k: round(v, 4) for k, v in last.items()}), "train_seconds": f"{secs:.0f}",
+            # the training curves, averaged over windows of 50 steps: {"step": [...], "mlm": [...], ...}
+            "history": json.dumps(_curves(hist.train, 50))}
+    return save(state, metadata=meta)
+
+
+def _main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="Pretrain a course model on the scenes and write data/<model>_scenes.safetensors")
+    ap.add_argument("--model", choices=KINDS, required=True)
+    ap.add_argument("--steps", type=int, default=Recipe.steps)
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--out", default=str(files.shipped_dir()))
+    args = ap.parse_args(argv)
+    data = train_scene_checkpoint(Recipe(kind=args.model, steps=args.steps), device=args.device)
+    target = Path(args.out) / checkpoint_name(args.model)
+    files.atomic_write_bytes(target, data)
+    digest = files.record_sha256(target)
+    print(f"wrote {target} ({target.stat().st_size:,} bytes), sha256 {digest}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())

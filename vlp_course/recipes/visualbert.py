@@ -1,0 +1,57 @@
+"""VisualBERT's recipe on the scenes: how the model is sized, fed and pretrained.
+
+VisualBERT (Li et al. 2019, section 3.3; uclanlp/visualbert ``pytorch_pretrained_bert/modeling.py``)
+has no box input: the region's box is appended to its feature, so ``visual_embedding_dim`` is F + 4.
+It pretrains with two tasks only: masked language modelling on the caption and sentence-image
+prediction (``itm``). VQA reads the ``[MASK]`` of ``[CLS] question ? [MASK] [SEP]``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from vlp_course.data.vl_tensors import FEATURE_WIDTH
+from vlp_course.models.blocks import VLOutput
+from vlp_course.models.visualbert import VisualBertConfig, VisualBertForPreTraining, VisualBertForQuestionAnswering
+from vlp_course.recipes.base import SceneAdapter
+
+__all__ = ["VisualBertAdapter"]
+
+
+class VisualBertAdapter(SceneAdapter):
+    """Feeds :mod:`vlp_course.models.visualbert` from the scenes."""
+
+    kind = "visualbert"
+
+    def config(self, num_answers: int | None = None) -> VisualBertConfig:
+        return VisualBertConfig(**self.sizes(), num_hidden_layers=self.recipe.layers,
+                                visual_embedding_dim=FEATURE_WIDTH + 4, num_answers=num_answers or 2)
+
+    def pretraining_model(self) -> VisualBertForPreTraining:
+        return VisualBertForPreTraining(self.config())
+
+    def qa_model(self) -> VisualBertForQuestionAnswering:
+        return VisualBertForQuestionAnswering(self.config(len(self.st.answers)))
+
+    def regions(self, batch: dict, zero_image: bool = False) -> tuple[Tensor, Tensor]:
+        """(B, N, F + 4) features with the normalised box appended, and the (B, N) region mask."""
+        feats, boxes, region_mask = self.images(batch, zero_image)
+        return torch.cat([feats, boxes / self.st.image_size], -1), region_mask  # (B, N, F + 4)
+
+    def pretrain_step(self, model: VisualBertForPreTraining, batch: dict,
+                      generator: torch.Generator | None = None) -> VLOutput:
+        # 1. pair: batch["input_ids"] is the caption of batch["image"] (is_matched 1) or of another image (0)
+        # 2. mask words: BERT's 15%, of those 80% [MASK] / 10% random / 10% kept
+        input_ids, mlm_labels = self.mask_words(batch, generator)
+        # 3. lay out regions: feature ++ normalised box, after the text in one sequence
+        visual_feats, visual_attention_mask = self.regions(batch)
+        # 4. mask regions: none; VisualBERT has no region objective
+        # 5. model -> losses: MLM on the caption, ITM on [CLS]
+        return model(input_ids, visual_feats, attention_mask=batch["attention_mask"],
+                     visual_attention_mask=visual_attention_mask, mlm_labels=mlm_labels, is_matched=batch["is_matched"])
+
+    def vqa_step(self, model: VisualBertForQuestionAnswering, batch: dict, zero_image: bool = False) -> VLOutput:
+        visual_feats, visual_attention_mask = self.regions(batch, zero_image)
+        return model(batch["input_ids"], visual_feats, attention_mask=batch["attention_mask"],
+                     visual_attention_mask=visual_attention_mask, soft_scores=batch.get("soft_scores"))
