@@ -58,6 +58,7 @@ __all__ = [
     "Pooler",
     "PredictionHeadTransform",
     "LMPredictionHead",
+    "BertPreTrainingHeads",
     "TextTransformer",
     "init_bert_weights",
     "load_bert_weights",
@@ -753,6 +754,21 @@ class LMPredictionHead(nn.Module):
 # --------------------------------------------------------------------------------------------------
 # A BERT-shaped text model, initialisation and weight loading
 # --------------------------------------------------------------------------------------------------
+class BertPreTrainingHeads(nn.Module):
+    """``predictions`` (masked LM, an :class:`LMPredictionHead`) and ``seq_relationship`` Linear(D, 2)
+    on the pooled vector; class 1 of ``seq_relationship`` = matched (``is_matched``). VisualBERT and
+    LXMERT use it as it is (their ``cls.*`` keys are BERT's).
+
+    A container for the checkpoints' ``cls.*`` keys: the models call the two heads themselves, since
+    the masked LM runs either on every position (``predictions(sequence)``, (B, L, vocab)) or on the
+    labelled ones only (``predictions.at_labels``)."""
+
+    def __init__(self, config: TransformerConfig, word_embeddings: nn.Embedding):
+        super().__init__()
+        self.predictions = LMPredictionHead(word_embeddings, config.hidden_act, config.layer_norm_eps)
+        self.seq_relationship = nn.Linear(config.hidden_size, 2)
+
+
 class TextTransformer(nn.Module):
     """Embeddings + encoder (+ pooler): a BERT-shaped text encoder built from the blocks above.
 

@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from vlp_course.boxes import validate_xyxy
 from vlp_course.models.blocks import (
+    BertPreTrainingHeads,
     Attention,
     AttentionOutput,
     Intermediate,
@@ -52,7 +53,6 @@ from vlp_course.models.blocks import (
     describe_shape,
     init_bert_weights,
 )
-from vlp_course.models.visualbert import PreTrainingHeads
 from vlp_course.pretraining.losses import (
     LXMERT_VISUAL_LOSS_NORMALIZER,
     itm_loss,
@@ -455,7 +455,7 @@ class LxmertForPreTraining(nn.Module):
         super().__init__()
         self.config = config
         self.lxmert = LxmertModel(config)
-        self.cls = PreTrainingHeads(config, self.lxmert.embeddings.word_embeddings)
+        self.cls = BertPreTrainingHeads(config, self.lxmert.embeddings.word_embeddings)
         self.obj_predict_head = VisualObjHead(config) if config.task_obj_predict else None
         self.answer_head = AnswerHead(config, config.num_qa_labels) if config.task_qa else None
         for part in (self.cls.predictions.transform, self.cls.seq_relationship, self.obj_predict_head, self.answer_head):

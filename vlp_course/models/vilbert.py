@@ -476,7 +476,7 @@ class ImagePredictionHead(nn.Module):
         return self.decoder(self.transform(x))
 
 
-class PreTrainingHeads(nn.Module):
+class ViLBERTPreTrainingHeads(nn.Module):
     """``BertPreTrainingHeads`` (``cls.*``): MLM, alignment on the fused pooled vector, region prediction.
 
     ``bi_seq_relationship`` here gives class 1 = matched (``is_matched``); the original's class 1 is
@@ -505,7 +505,7 @@ class ViLBERTForPretraining(nn.Module):
         super().__init__()
         self.config = config
         self.bert = ViLBERTModel(config)
-        self.cls = PreTrainingHeads(config, self.bert.embeddings.word_embeddings)
+        self.cls = ViLBERTPreTrainingHeads(config, self.bert.embeddings.word_embeddings)
         self.dropout = nn.Dropout(config.fused_dropout_prob)
         self.apply(lambda m: init_bert_weights(m, config.initializer_range))
 
@@ -625,7 +625,7 @@ class ViLBERTForVLTasks(nn.Module):
         self.config = config
         c = config
         self.bert = ViLBERTModel(config)
-        self.cls = PreTrainingHeads(config, self.bert.embeddings.word_embeddings)
+        self.cls = ViLBERTPreTrainingHeads(config, self.bert.embeddings.word_embeddings)
         self.dropout = nn.Dropout(config.fused_dropout_prob)
         self.vil_prediction = SimpleClassifier(c.bi_hidden_size, 2 * c.bi_hidden_size, c.num_labels, c.layer_norm_eps)
         self.vil_prediction_gqa = SimpleClassifier(c.bi_hidden_size, 2 * c.bi_hidden_size, c.num_labels_gqa, c.layer_norm_eps)
@@ -870,5 +870,5 @@ def save_original_checkpoint(model: nn.Module, path: str) -> None:
     save_file(to_original_state_dict(model.state_dict()), str(path))
 
 
-__all__ += ["ReLUPooler", "PreTrainingHeads", "SimpleClassifier", "pair_logits", "repeat_for_pairs", "fuse",
+__all__ += ["ReLUPooler", "ViLBERTPreTrainingHeads", "SimpleClassifier", "pair_logits", "repeat_for_pairs", "fuse",
             "GLOBAL_LOCATION", "IGNORE_INDEX"]

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vlp_course.models.blocks import (
+    BertPreTrainingHeads,
     Encoder,
     LMPredictionHead,
     Pooler,
@@ -57,7 +58,6 @@ __all__ = [
     "VisualBertEmbeddings",
     "VisualBertModel",
     "VisualBertOutput",
-    "PreTrainingHeads",
     "VisualBertForPreTraining",
     "VisualBertPreTrainingOutput",
     "VisualBertForQuestionAnswering",
@@ -286,23 +286,6 @@ class VisualBertModel(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------------
-# BERT's pretraining heads (also used by LXMERT): masked LM on the tokens, matching on the pooled vector
-# --------------------------------------------------------------------------------------------------
-class PreTrainingHeads(nn.Module):
-    """``predictions`` (masked LM, an :class:`LMPredictionHead`) and ``seq_relationship`` Linear(D, 2)
-    on the pooled vector; class 1 of ``seq_relationship`` = matched (``is_matched``, P5).
-
-    A container for the checkpoints' ``cls.*`` keys: the models call the two heads themselves, since
-    the masked LM runs either on every position (``predictions(sequence)``, (B, L, vocab)) or on the
-    labelled ones only (``predictions.at_labels``)."""
-
-    def __init__(self, config: TransformerConfig, word_embeddings: nn.Embedding):
-        super().__init__()
-        self.predictions = LMPredictionHead(word_embeddings, config.hidden_act, config.layer_norm_eps)
-        self.seq_relationship = nn.Linear(config.hidden_size, 2)
-
-
-# --------------------------------------------------------------------------------------------------
 # Pretraining: masked LM + sentence-image matching
 # --------------------------------------------------------------------------------------------------
 @dataclass
@@ -340,7 +323,7 @@ class VisualBertForPreTraining(nn.Module):
         super().__init__()
         self.config = config
         self.visual_bert = VisualBertModel(config)
-        self.cls = PreTrainingHeads(config, self.visual_bert.embeddings.word_embeddings)
+        self.cls = BertPreTrainingHeads(config, self.visual_bert.embeddings.word_embeddings)
         for part in (self.cls.predictions.transform, self.cls.seq_relationship):  # not the tied decoder
             part.apply(lambda m: init_bert_weights(m, config.initializer_range))
         with torch.no_grad():
