@@ -266,6 +266,7 @@ def check_labels(labels: Tensor | None, shape: tuple[int, ...], what: str) -> No
 # --------------------------------------------------------------------------------------------------
 #: The task names: the keys of :attr:`VLOutput.losses` and :attr:`VLOutput.logits`, the same in all four models.
 TASKS = {
+    "mlm_text": "VL-BERT's masked language modelling on text-only sentences (its auxiliary corpus)",
     "mlm": "masked language modelling over the text tokens (BERT; every model)",
     "itm": "image-text matching on the pooled vector, class 1 = matched (every model but VL-BERT)",
     "mrm": "ViLBERT's masked multi-modal modelling: KL to the detector's class distribution of masked regions",
