@@ -1,4 +1,4 @@
-"""The scenes as model inputs (vl_tensors), the four model adapters and the shipped checkpoints."""
+"""The scenes as model inputs (vl_tensors), the recipes layer's four adapters, its loops and the shipped checkpoints."""
 
 import math
 from pathlib import Path
@@ -8,8 +8,13 @@ import torch
 
 from vlp_course.data.scenes import COLORS, SHAPES, SIZES, make_scenes
 from vlp_course.data.vl_tensors import FEATURE_WIDTH, build_scene_tensors, oracle_regions
-from vlp_course.models import scene_checkpoints as sc
-from vlp_course.models.scene_checkpoints import KINDS, Recipe, adapter, transfer_pretrained
+from vlp_course import files
+from vlp_course.models.blocks import TASKS, VLOutput
+from vlp_course.recipes import run
+from vlp_course.recipes import shipped as sc
+from vlp_course.recipes.base import KINDS, Recipe
+from vlp_course.recipes.run import transfer_pretrained
+from vlp_course.recipes.shipped import adapter
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -67,9 +72,11 @@ def test_question_templates_put_the_mask_at_sum_minus_two(small):
         assert V.decode(st.q_ids[0, 1:4].tolist()) == q0.lower().replace("?", "").split()[:3]
 
 
-def test_pretrain_batches_are_reproducible_and_matching_is_right(small):
+def test_pretrain_batches_are_reproducible_unmasked_and_matching_is_right(small):
     st = small[False]
     a, b = st.pretrain_batch(5, 64, seed=1), st.pretrain_batch(5, 64, seed=1)
+    assert set(a) == {"input_ids", "attention_mask", "image", "is_matched"}  # nothing masked in data/
+    assert not (a["input_ids"] == st.ids["[MASK]"]).any()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not torch.equal(a["input_ids"], st.pretrain_batch(6, 64, seed=1)["input_ids"])
     # a matched caption is one of the image's own captions; a mismatched one (almost always) is not
@@ -77,14 +84,12 @@ def test_pretrain_batches_are_reproducible_and_matching_is_right(small):
     owners = {}
     for r, i in zip(st.cap_ids, st.cap_image):
         owners.setdefault(tuple(r.tolist()), set()).add(int(i))
-    own = torch.tensor([int(img) in owners[tuple(ids.tolist())] for ids, img in zip(a["original_ids"], a["image"])])
+    own = torch.tensor([int(img) in owners[tuple(ids.tolist())] for ids, img in zip(a["input_ids"], a["image"])])
     m = a["is_matched"].bool()
     assert own[m].all() and 0.2 < m.float().mean() < 0.8
     assert own[~m].float().mean() < 0.25
-    # only training images; masked positions carry the original id
+    # only training images
     assert (a["image"] < st.n_train).all()
-    sel = a["mlm_labels"] != -100
-    assert torch.equal(a["mlm_labels"][sel], a["original_ids"][sel])
     held = st.pretrain_batch(0, 64, split="test")
     assert (held["image"] >= st.n_train).all()
 
@@ -95,7 +100,7 @@ def test_vqa_batches_and_majority_baseline(small):
     assert (b["image"] < st.n_train).all() and b["soft_scores"].shape == (32, len(st.answers))
     assert float(b["soft_scores"].min()) >= 0 and float(b["soft_scores"].max()) <= 1
     # an oracle that returns the soft scores as logits scores the maximal VQA accuracy
-    assert st.vqa_accuracy(lambda bb: bb["soft_scores"]) > 0.9
+    assert st.score_vqa(lambda bb: bb["soft_scores"]) > 0.9
     assert 0.0 < st.majority_accuracy() < 0.5
 
 
@@ -113,16 +118,39 @@ def _adapter(kind, small):
     return adapter(small[template], Recipe(kind=kind, n_images=120, n_test=20, seed=3))
 
 
+#: each model's pretraining tasks, by the names of blocks.TASKS
+PRETRAINING_TASKS = {"visualbert": {"mlm", "itm"}, "lxmert": {"mlm", "itm", "obj", "attr", "feat", "qa"},
+                     "vilbert": {"mlm", "itm", "mrm"}, "vlbert": {"mlm", "mrc", "mlm_text"}}
+
+
 @pytest.mark.parametrize("kind", KINDS)
-def test_pretraining_losses_are_finite_with_finite_gradients(kind, small):
+def test_pretrain_step_runs_every_task_of_the_model_with_finite_gradients(kind, small):
     sm = _adapter(kind, small)
     torch.manual_seed(0)
     model = sm.pretraining_model()
-    out = sm.pretrain_losses(model, sm.st.pretrain_batch(0, 8), torch.Generator().manual_seed(0))
-    assert set(out) >= {"loss", "mlm"}
-    assert all(math.isfinite(float(v.detach())) for v in out.values())
-    out["loss"].backward()
+    out = sm.pretrain_step(model, sm.st.pretrain_batch(0, 16), torch.Generator().manual_seed(0))
+    assert isinstance(out, VLOutput) and set(out.losses) <= set(TASKS)
+    assert set(out.losses) == PRETRAINING_TASKS[kind]
+    assert all(math.isfinite(float(v.detach())) for v in out.losses.values())
+    assert torch.allclose(out.loss, sum(out.losses.values()))
+    out.loss.backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_pretrain_step_masks_words_in_the_recipe_not_in_the_data(kind, small):
+    """The batch arrives unmasked; the step masks about 15% of the caption words and the same generator
+    seed masks the same words (so a notebook can re-run a step exactly)."""
+    sm = _adapter(kind, small)
+    b = sm.st.pretrain_batch(0, 64)
+    ids1, labels1 = sm.mask_words(b, torch.Generator().manual_seed(5))
+    ids2, labels2 = sm.mask_words(b, torch.Generator().manual_seed(5))
+    assert torch.equal(ids1, ids2) and torch.equal(labels1, labels2)
+    chosen = labels1 != -100
+    assert torch.equal(labels1[chosen], b["input_ids"][chosen])
+    real_words = (b["attention_mask"] == 1) & ~torch.isin(b["input_ids"], torch.tensor(sm.st.vocab.special_ids()))
+    rate = chosen.sum() / real_words.sum()
+    assert 0.08 < float(rate) < 0.25, rate
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -136,8 +164,8 @@ def test_question_only_inputs_carry_nothing_of_the_image(kind, small):
     other = int(torch.nonzero(counts != counts[b["image"][0]])[0])  # an image with another number of regions
     b2 = {**b, "image": torch.tensor([other])}
     with torch.no_grad():
-        same = [sm.vqa(qa, x, zero_image=True)["logits"] for x in (b, b2)]
-        diff = [sm.vqa(qa, x, zero_image=False)["logits"] for x in (b, b2)]
+        same = [sm.vqa_step(qa, x, zero_image=True).logits["vqa"] for x in (b, b2)]
+        diff = [sm.vqa_step(qa, x, zero_image=False).logits["vqa"] for x in (b, b2)]
     assert torch.allclose(same[0], same[1], atol=1e-6)
     assert not torch.allclose(diff[0], diff[1], atol=1e-4)
 
@@ -174,7 +202,7 @@ def test_unknown_kind_is_refused():
 @pytest.mark.parametrize("kind", KINDS)
 def test_shipped_checkpoint_is_small_checked_and_loads(kind):
     path = DATA / sc.checkpoint_name(kind)
-    assert path.exists(), f"reproduce with: python -m vlp_course.models.scene_checkpoints --model {kind}"
+    assert path.exists(), f"reproduce with: python -m vlp_course.recipes.shipped --model {kind}"
     assert path.stat().st_size <= 5 * 2**20
     model, sm, meta = sc.load_scene_checkpoint(kind)
     assert sm.recipe.kind == kind and sm.st.vocab.itos[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -183,9 +211,7 @@ def test_shipped_checkpoint_is_small_checked_and_loads(kind):
 
 
 def test_checkpoint_with_a_wrong_checksum_is_refused(monkeypatch):
-    import vlp_course.data.detector as det
-
-    monkeypatch.setattr(det, "_expected_sha256", lambda name: "0" * 64)
+    monkeypatch.setattr(files, "expected_sha256", lambda name, folder=None: "0" * 64)
     with pytest.raises(ValueError, match="SHA-256"):
         sc.load_scene_checkpoint("visualbert")
 
@@ -194,9 +220,7 @@ def test_without_the_data_folder_the_checkpoint_is_pretrained_once_and_cached(tm
     """Installed without data/ (pip on Colab): load_scene_checkpoint trains the recipe, caches it, reuses it."""
     from dataclasses import replace
 
-    import vlp_course.data.detector as det
-
-    monkeypatch.setattr(det, "_data_dir", lambda: tmp_path / "no-data")
+    monkeypatch.setattr(files, "shipped_dir", lambda: tmp_path / "no-data")
     monkeypatch.setenv("VLP_COURSE_CACHE", str(tmp_path / "cache"))
     real, calls = sc.train_scene_checkpoint, []
 
@@ -217,8 +241,9 @@ def test_vqa_against_question_only_trains_both_models_from_the_checkpoint(small)
     sm = _adapter("lxmert", small)
     torch.manual_seed(0)
     pre = sm.pretraining_model()
-    results, moved = sc.vqa_against_question_only(pre, sm, 2, name="LXMERT", batch=8)
+    results, moved, seconds = run.vqa_against_question_only(pre, sm, 2, name="LXMERT", batch=8)
     assert list(results) == ["question only (image zeroed)", "LXMERT (with the image)", "majority answer"]
+    assert set(seconds) == set(list(results)[:2]) and all(s > 0 for s in seconds.values())
     assert all(0.0 <= v <= 1.0 for v in results.values())
     assert results["majority answer"] == sm.st.majority_accuracy()
     assert moved["loaded"] and moved["new"]
