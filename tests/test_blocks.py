@@ -17,6 +17,7 @@ from vlp_course.models.blocks import (
     TransformerConfig,
     TransformerLayer,
     additive_attention_mask,
+    check_region_features,
     init_bert_weights,
     load_bert_weights,
 )
@@ -183,19 +184,33 @@ def test_padding_does_not_change_real_tokens():
     assert torch.allclose(a, b, atol=1e-5)
 
 
-def test_attention_outputs_shape_p12():
+def test_attention_outputs_one_square_tensor_per_layer():
+    """mmf issue 1036: output_attentions must give a tuple with one (B, heads, T, T) tensor per layer."""
     cfg = TransformerConfig(**SMALL)
     out = TextTransformer(cfg).eval()(torch.zeros(2, 7, dtype=torch.long), output_attentions=True)
     assert isinstance(out["attentions"], tuple) and len(out["attentions"]) == 2
     assert all(a.shape == (2, 4, 7, 7) for a in out["attentions"])
 
 
-def test_missing_token_types_default_to_zeros_p6():
+def test_missing_token_types_default_to_zeros():
+    """transformers issue 13001: a text input without token_type_ids must mean segment 0 everywhere,
+    not an AttributeError."""
     cfg = TransformerConfig(**SMALL)
     m = TextTransformer(cfg).eval()
     ids = torch.randint(0, 97, (2, 5))
     with torch.no_grad():
-        assert torch.equal(m(ids)["last_hidden_state"], m(ids, token_type_ids=torch.zeros_like(ids))["last_hidden_state"])
+        default = m(ids)["last_hidden_state"]
+        assert torch.equal(default, m(ids, token_type_ids=torch.zeros_like(ids))["last_hidden_state"])
+        assert not torch.allclose(default, m(ids, token_type_ids=torch.ones_like(ids))["last_hidden_state"])
+
+
+def test_feature_width_mismatch_names_both_widths():
+    """transformers issue 18228: ViT patch features (197 tokens of width 768) fed to a model configured
+    for 2048-wide detector features. The shared check refuses them with both widths in the message."""
+    vit = torch.randn(2, 197, 768)
+    with pytest.raises(ValueError, match=r"width 768 .*v_feature_size = 2048"):
+        check_region_features(vit, 2048, 2, field_name="v_feature_size")
+    check_region_features(torch.randn(2, 36, 2048), 2048, 2, field_name="v_feature_size")  # the right width passes
 
 
 def test_bert_init_statistics():

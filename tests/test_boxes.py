@@ -1,4 +1,5 @@
-"""Box utilities: formats, normalization, validation (known pitfalls P2 and P3)."""
+"""Box utilities: formats, normalization, validation (lxmert issue 26, mmf issue 520; see
+docs/pitfalls.md, "Boxes in the wrong format" and "Pixel boxes left unnormalized")."""
 
 import pytest
 import torch
@@ -15,7 +16,9 @@ def test_convert_between_every_format_by_hand():
         assert torch.equal(B.convert(B.convert(xyxy, "xyxy", fmt), fmt, "xyxy"), xyxy)
 
 
-def test_p2_wrong_format_is_caught_with_a_message_naming_the_format():
+def test_wrong_format_is_caught_with_a_message_naming_the_format():
+    """lxmert issue 26 and mmf issue 520: boxes given as (x, y, w, h) or (y1, x1, y2, x2) where
+    (x1, y1, x2, y2) was expected. The check refuses them and names the expected format."""
     xywh = torch.tensor([[30.0, 40.0, 10.0, 10.0]])  # read as xyxy: x2 = 10 < x1 = 30
     with pytest.raises(ValueError, match=r"\(x1, y1, x2, y2\)"):
         B.validate_xyxy(xywh, normalized=False)
@@ -27,7 +30,9 @@ def test_p2_wrong_format_is_caught_with_a_message_naming_the_format():
         B.convert(xywh, "xyhw")
 
 
-def test_p3_normalize_divides_by_image_size_and_is_not_zero():
+def test_normalize_divides_by_image_size_and_is_not_zero():
+    """lxmert issue 26 and mmf issue 520: LXMERT's boxes are pixel xyxy divided by (W, H, W, H)
+    (airsplay/lxmert src/pretrain/lxmert_data.py); a wrong division leaves them all zero or > 1."""
     px = torch.tensor([[16.0, 8.0, 48.0, 40.0], [0.0, 0.0, 64.0, 48.0]])
     nb = B.normalize(px, width=64, height=48)
     assert torch.allclose(nb, px / torch.tensor([64.0, 48.0, 64.0, 48.0]))

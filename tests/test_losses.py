@@ -1,5 +1,6 @@
 """Pretraining losses: each equals a value computed by hand with explicit arithmetic on a tiny
-input; finite (0) with finite gradients when nothing is masked or valid (P1); bad inputs."""
+input; finite (0) with finite gradients when nothing is masked or valid (vilbert-multi-task issue
+28, docs/pitfalls.md "A batch with no masked region"); bad inputs."""
 
 from __future__ import annotations
 
@@ -124,7 +125,10 @@ def _finite_zero_with_grad(fn, *tensors):
         assert t.grad is None or torch.isfinite(t.grad).all()
 
 
-def test_empty_cases_are_zero_with_finite_gradients_p1():
+def test_empty_cases_are_zero_with_finite_gradients():
+    """vilbert-multi-task issue 28: ViLBERT's masked-region KL divides by the number of masked regions
+    (max(count, 0) in vilbert/vilbert.py), so a batch without one gives NaN. Every loss here must give
+    exactly 0 with finite gradients when nothing is masked or every label is ignored."""
     logits = torch.randn(2, 3, 5)
     none = torch.full((2, 3), IGNORE_INDEX)
     nomask = torch.zeros(2, 3)

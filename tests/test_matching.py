@@ -1,5 +1,6 @@
 """Image-text matching sampler: negative rate, negatives never show the same image, hard
-negatives, the is_matched polarity and its ViLBERT conversion, mismatched-pair labels (P4, P5)."""
+negatives, the is_matched polarity and its ViLBERT conversion (transformers issue 7266), and the
+labels of mismatched pairs (lxmert issue 51). docs/pitfalls.md describes both faults."""
 
 from __future__ import annotations
 
@@ -80,7 +81,11 @@ def test_hard_negatives_used_with_their_probability():
     assert abs(frac - 0.3) < 5 * math.sqrt(0.21 / (3 * B))
 
 
-def test_polarity_conversion_p5():
+def test_is_matched_polarity_converts_to_vilbert_is_next():
+    """transformers issue 7266: LXMERT's matching head read the wrong way round scores at chance.
+    The package speaks of is_matched (1 = the caption belongs to the image); ViLBERT's is_next (1 =
+    random caption, vilbert-multi-task vilbert/datasets/concept_cap_dataset.py random_cap) is
+    converted at its boundary, and the ignore label survives both ways."""
     is_matched = torch.tensor([1, 0, IGNORE_INDEX])
     is_next = to_vilbert_is_next(is_matched)
     assert is_next.tolist() == [0, 1, -1]  # ViLBERT: 1 = random caption, -1 = ignore
@@ -89,7 +94,10 @@ def test_polarity_conversion_p5():
         to_vilbert_is_next(torch.tensor([2]))
 
 
-def test_mismatched_labels_dropped_for_vilbert_kept_for_lxmert_p4():
+def test_mismatched_labels_dropped_for_vilbert_kept_for_lxmert():
+    """lxmert issue 51: LXMERT computes the masked-word loss on mismatched pairs too (its author: on
+    purpose); ViLBERT's pretraining command (--objective 1, train_concap.py) drops it. A named
+    per-model option, each default following its original."""
     labels = torch.tensor([[5, -100, 7], [8, 9, -100]])
     is_matched = torch.tensor([1, 0])
     assert drop_mismatched_labels(labels, is_matched).tolist() == [[5, -100, 7], [-100, -100, -100]]

@@ -1,7 +1,10 @@
 """One place for bounding boxes: formats, conversion, normalization and validation.
 
 Every model and loader of the course goes through these functions, so a box in the wrong format
-fails here with a clear message instead of silently training on garbage (known pitfalls P2, P3).
+fails here with a clear message instead of silently training on garbage: LXMERT's boxes are
+(x1, y1, x2, y2) divided by the image size (airsplay/lxmert ``src/pretrain/lxmert_data.py``; lxmert
+issue 26), and reading them in another order or unnormalized is a reported fault (mmf issue 520).
+See docs/pitfalls.md, "Boxes in the wrong format" and "Pixel boxes left unnormalized".
 
 Formats (the ``fmt`` argument):
     ``"xyxy"``  (x1, y1, x2, y2): corners; the format every model input uses.
@@ -97,7 +100,8 @@ def validate_xyxy(boxes, *, normalized: bool, image_size: tuple[int, int] | None
 
 
 def normalize(boxes, width: float, height: float) -> torch.Tensor:
-    """Pixel xyxy boxes (..., 4) divided by [W, H, W, H]: normalized xyxy in [0, 1] (pitfall P3).
+    """Pixel xyxy boxes (..., 4) divided by [W, H, W, H]: normalized xyxy in [0, 1] (lxmert
+    issue 26; docs/pitfalls.md, "Pixel boxes left unnormalized").
 
     Raises:
         ValueError: if W or H is not positive, or a box lies outside the image.

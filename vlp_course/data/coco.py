@@ -8,7 +8,7 @@ them exactly as they read COCO on Colab:
 * instances: the same ``images`` plus ``"categories": [{"id", "name", "supercategory"}]`` and
   ``"annotations": [{"id", "image_id", "category_id", "bbox": [x, y, w, h], "area", "iscrowd"}]``.
   COCO boxes are (x, y, w, h) in pixels; :func:`load_coco_instances` returns xyxy through
-  :func:`vlp_course.boxes.convert` (pitfall P2).
+  :func:`vlp_course.boxes.convert` (docs/pitfalls.md, "Boxes in the wrong format").
 """
 
 from __future__ import annotations

@@ -387,7 +387,8 @@ class TextEmbeddings(nn.Module):
 
         Args:
             input_ids: (B, T) integer ids in [0, vocab_size).
-            token_type_ids: (B, T) segment ids in [0, type_vocab_size); zeros when omitted (pitfall P6).
+            token_type_ids: (B, T) segment ids in [0, type_vocab_size); zeros when omitted
+                (transformers issue 13001; docs/pitfalls.md, "Text without token types").
             position_ids: (B, T) or (T,) position ids; 0..T-1 when omitted.
 
         Returns:
@@ -617,7 +618,8 @@ class EncoderOutput:
         last_hidden_state: (B, T, D).
         hidden_states: the encoder's input followed by every layer's output, L+1 tensors (B, T, D),
             when requested (same convention as Hugging Face's ``output_hidden_states``).
-        attentions: one (B, H, T, T) tensor per layer when requested (pitfall P12).
+        attentions: one (B, H, T, T) tensor per layer when requested (mmf issue 1036;
+            docs/pitfalls.md, "Attention maps: one square tensor per layer").
     """
 
     last_hidden_state: Tensor

@@ -3,13 +3,14 @@
 Every loss here is finite, with finite gradients, when nothing is masked or no example is valid: it
 then returns 0 (a zero that still depends on the logits, so ``backward`` works). The originals do
 not all do this: ViLBERT's masked-region KL divides by the number of masked regions with
-``max(count, 0)``, i.e. by zero when no region is masked (pitfall P1); PyTorch's own
+``max(count, 0)``, i.e. by zero when no region is masked (vilbert-multi-task issue 28;
+docs/pitfalls.md, "A batch with no masked region"); PyTorch's own
 ``cross_entropy`` with every label ignored returns NaN.
 
 Conventions: ``IGNORE_INDEX`` = -100 marks positions without a target; region tensors are (B, N, …),
 token tensors (B, T, …); ``mask`` arguments are (B, N) bool/0-1, 1 = masked (a target).
 
-Sources per loss are in each docstring (vl-models.md has the details).
+Sources per loss (paper section and original file) are in each docstring.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def _check_mask(mask: Tensor, shape: tuple, what: str) -> Tensor:
 
 
 def _safe_mean(total: Tensor, count: Tensor) -> Tensor:
-    """total / count, and 0 (not NaN) when count is 0: the P1 fix."""
+    """total / count, and 0 (not NaN) when count is 0 (vilbert-multi-task issue 28)."""
     return total / count.clamp(min=1).to(total.dtype)
 
 
@@ -114,7 +115,8 @@ def region_kl_loss(logits: Tensor, target: Tensor, mask: Tensor) -> Tensor:
 
     ``sum over masked regions and classes of p * (log p - log softmax(logits)) / (number of masked regions)``,
     as in vilbert-multi-task ``BertForMultiModalPreTraining.forward`` (``KLDivLoss(reduction="none")``,
-    ``visual_target`` 0), except that a batch with no masked region gives 0 (the original divides by 0; P1).
+    ``visual_target`` 0; Lu et al. 2019, "ViLBERT", section 3.2, masked multi-modal modelling), except
+    that a batch with no masked region gives 0 (the original divides by 0; vilbert-multi-task issue 28).
 
     Args:
         logits: (B, N, C) predicted class scores. target: (B, N, C) detector class probabilities
@@ -141,7 +143,8 @@ def soft_cross_entropy(logits: Tensor, target: Tensor, tol: float = 1e-3) -> Ten
 
     ``-sum_c target * log_softmax(logits)`` per region, averaged over the regions whose target sums
     to 1 (rows of zeros are not targets). Source: VL-BERT ``common/utils/misc.py`` ``soft_cross_entropy``
-    and its use in ``resnet_vlbert_for_pretraining_multitask.py``.
+    and its use in ``resnet_vlbert_for_pretraining_multitask.py`` (Su et al. 2020, "VL-BERT", section 3.3,
+    masked RoI classification with linguistic clues).
 
     Args:
         logits: (B, N, C) (or (M, C)). target: same shape; each row sums to 1 (a target) or to 0 (none).
@@ -198,7 +201,8 @@ def lxmert_label_loss(
 ) -> Tensor:
     """LXMERT's object (1600-way) or attribute (400-way) loss on the detector's top labels.
 
-    Default, as in airsplay/lxmert ``LXRTPretraining.forward``: cross-entropy on **every** box,
+    Tan & Bansal 2019, "LXMERT", section 3.1.2 (detected-label classification). Default, as in
+    airsplay/lxmert ``src/lxrt/modeling.py`` ``LXRTPretraining.forward``: cross-entropy on **every** box,
     weighted by the detector's confidence, averaged over all B x N boxes, times 1/0.15. With
     ``masked_only=True`` the weight is the mask instead (only masked boxes count; HF lets the caller
     pass either as ``obj_labels[key][1]``).
@@ -230,7 +234,8 @@ def lxmert_label_loss(
 
 def lxmert_feature_loss(pred: Tensor, target: Tensor, mask: Tensor, normalizer: float = LXMERT_VISUAL_LOSS_NORMALIZER) -> Tensor:
     """LXMERT's "feat" loss: smooth-L1 (named "l2" in the code) mean over D, times the mask,
-    averaged over all B x N boxes, times 1/0.15 (airsplay ``LXRTPretraining.forward``).
+    averaged over all B x N boxes, times 1/0.15 (airsplay/lxmert ``src/lxrt/modeling.py``
+    ``LXRTPretraining.forward``; LXMERT paper section 3.1.2, RoI-feature regression).
 
     Args:
         pred, target: (B, N, D). mask: (B, N) 1 = masked box.
@@ -247,6 +252,9 @@ def lxmert_feature_loss(pred: Tensor, target: Tensor, mask: Tensor, normalizer: 
 
 def itm_loss(logits: Tensor, is_matched: Tensor) -> Tensor:
     """Image-text matching: 2-way cross-entropy, class 1 = matched (``is_matched``; -100 ignored).
+
+    ViLBERT section 3.2 (multi-modal alignment prediction), LXMERT section 3.1.3 (cross-modality
+    matching), VisualBERT (Li et al. 2019) section 3.3 (sentence-image prediction).
 
     For ViLBERT's alignment head, whose class 1 means "random caption", swap its two logits (or
     convert labels with :func:`vlp_course.pretraining.matching.to_vilbert_is_next`).
@@ -286,7 +294,8 @@ def vqa_bce_loss(logits: Tensor, soft_scores: Tensor) -> Tensor:
 
 def qa_ce_loss(logits: Tensor, labels: Tensor) -> Tensor:
     """Image QA with one answer index per question: softmax cross-entropy (LXMERT's pretraining QA
-    task, ``answer_head``; -100 for mismatched pairs or questions without an answer).
+    task, ``answer_head`` in ``src/lxrt/modeling.py``; LXMERT paper section 3.1.3; -100 for mismatched
+    pairs or questions without an answer).
 
     Args:
         logits: (B, A). labels: (B,) int64 in [0, A) or -100.

@@ -6,15 +6,18 @@ Everywhere in this package the label is ``is_matched``: **1 = the caption belong
 0 = it was swapped (LXMERT's and VisualBERT's polarity). ViLBERT's original code uses the opposite
 (``is_next``: 1 = random caption; vilbert-multi-task ``BertPreprocessBatch.random_cap``), so a
 ViLBERT checkpoint converts at its boundary with :func:`to_vilbert_is_next` /
-:func:`from_vilbert_is_next` (pitfall P5).
+:func:`from_vilbert_is_next` (transformers issue 7266 shows how easily the polarity is
+misread; docs/pitfalls.md, "Which way round the matching label is").
 
 Captions are row-aligned with images: caption i belongs to image i. A negative for image i is a
 caption j whose image id differs (``image_ids``: two rows that show the same image are not
 negatives of each other). Hard negatives (e.g. the most similar captions under some model) can be
 supplied by the caller per image; they are used with probability ``hard_prob`` for each negative.
 
-Whether the masked-token loss of a mismatched pair counts is a per-model choice (pitfall P4):
-LXMERT counts it (airsplay/lxmert#51), ViLBERT's pretraining command (``--objective 1``) does not.
+Whether the masked-token loss of a mismatched pair counts is a per-model choice: LXMERT counts it
+(airsplay/lxmert ``src/pretrain/lxmert_pretrain.py``; its author explains why in lxmert issue 51),
+ViLBERT's pretraining command (``--objective 1`` in vilbert-multi-task ``train_concap.py``) does not
+(docs/pitfalls.md, "Masked words of mismatched pairs").
 :func:`drop_mismatched_labels` applies the ViLBERT choice.
 """
 
@@ -39,7 +42,8 @@ __all__ = [
 ]
 
 
-#: Whether each original computes the masked losses on mismatched pairs (pitfall P4).
+#: Whether each original computes the masked losses on mismatched pairs (lxmert issue 51;
+#: vilbert-multi-task ``train_concap.py --objective 1``).
 MLM_ON_MISMATCHED = {"lxmert": True, "vilbert": False}
 
 
@@ -201,7 +205,7 @@ def from_vilbert_is_next(is_next: Tensor, vilbert_ignore: int = -1, ignore_index
 
 
 def drop_mismatched_labels(labels: Tensor, is_matched: Tensor, ignore_index: int = IGNORE_INDEX) -> Tensor:
-    """Set the labels of mismatched rows to ``ignore_index`` (ViLBERT ``--objective 1``; pitfall P4).
+    """Set the labels of mismatched rows to ``ignore_index`` (ViLBERT ``--objective 1``; lxmert issue 51).
 
     Args:
         labels: (B, ...) per-token or per-region labels. is_matched: (B,) 1/0.

@@ -4,7 +4,7 @@ The visual counterpart of BERT's masked language modelling. Each *real* region i
 probability ``prob`` (15% in all three originals); a selected region is then zeroed (or replaced by a
 learned mask vector), replaced by another region's feature, or kept unchanged, and the model must
 predict something about it (its detector class, class distribution or feature). One scheme per
-original (see vl-models.md, and :data:`SCHEMES`):
+original (:data:`SCHEMES`; the source file of each is in the table):
 
 =========  ======  ==========  ===========  =====  ===================================================
 scheme     select  zeroed      replaced     kept   source
