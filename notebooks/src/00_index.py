@@ -35,6 +35,61 @@
 # reproduces it is in the notebook), and fine-tune it for VQA against a question-only baseline.
 
 # %% [markdown]
+# ### The path, as a picture
+# Text (top row) and images (bottom row) are learned apart first; notebook 8 asks how to join them,
+# notebook 9 builds the pretraining tasks, and each model notebook pretrains with its own tasks
+# (right) before the same VQA fine-tune. Notebook 7 (GANs) is a side road.
+
+# %% tags=["course-path", "hide-input"]
+import matplotlib.pyplot as plt
+from matplotlib.patches import FancyBboxPatch
+
+# (number, label, x, y, colour): x is the order of the course, y its topic
+STEPS = [
+    (1, "one-hot,\nbag of words", 0, 3, "#cfe3f7"), (2, "word\nembeddings", 1.25, 3, "#cfe3f7"),
+    (3, "sequences:\nLSTM, BERT", 2.5, 3, "#cfe3f7"),
+    (4, "LeNet-5", 0, 1, "#f9dcc4"), (5, "AlexNet, VGG,\nGoogLeNet", 1.25, 1, "#f9dcc4"),
+    (6, "ResNet", 2.5, 1, "#f9dcc4"), (7, "GAN", 2.5, -0.2, "#eeeeee"),
+    (8, "three key\nproblems", 3.75, 2, "#d8f0d2"), (9, "pretraining\ntasks", 5, 2, "#d8f0d2"),
+    (10, "VisualBERT", 6.6, 3.3, "#e6dcf5"), (11, "LXMERT", 6.6, 2.3, "#e6dcf5"),
+    (12, "ViLBERT", 6.6, 1.3, "#e6dcf5"), (13, "VL-BERT", 6.6, 0.3, "#e6dcf5"),
+]
+TASKS = {  # each model's pretraining tasks in its notebook, then the downstream task they are fine-tuned for
+    10: "MLM + image-text matching → VQA",
+    11: "MLM + matching + object/attribute labels\n+ feature regression + QA → VQA",
+    12: "MLM + masked multi-modal (KL)\n+ alignment (matching) → VQA",
+    13: "MLM + masked RoI classification\n(no matching task) → VQA",
+}
+EDGES = [(1, 2), (2, 3), (4, 5), (5, 6), (3, 8), (6, 8), (8, 9), (9, 10), (9, 11), (9, 12), (9, 13), (6, 7)]
+W, H = 1.0, 0.7  # box size
+where = {n: (x, y) for n, _, x, y, _ in STEPS}
+
+
+def edge_point(a, b):
+    """Where the line from box a's centre towards box b's centre leaves box a."""
+    (xa, ya), (xb, yb) = where[a], where[b]
+    dx, dy = xb - xa, yb - ya
+    t = min(W / 2 / abs(dx) if dx else 1e9, H / 2 / abs(dy) if dy else 1e9)
+    return xa + t * dx, ya + t * dy
+
+
+fig, ax = plt.subplots(figsize=(12, 5))
+for a, b in EDGES:
+    ax.annotate("", xy=edge_point(b, a), xytext=edge_point(a, b), arrowprops=dict(
+        arrowstyle="-|>", color="#555555", shrinkA=0, shrinkB=0, linestyle="--" if b == 7 else "-"))
+for n, label, x, y, colour in STEPS:
+    ax.add_patch(FancyBboxPatch((x - W / 2, y - H / 2), W, H, boxstyle="round,pad=0.02", fc=colour, ec="#555555"))
+    ax.text(x, y, f"{n}\n{label}", ha="center", va="center", fontsize=8.5)
+for n, tasks in TASKS.items():
+    ax.text(where[n][0] + 0.6, where[n][1], tasks, ha="left", va="center", fontsize=8.5)
+for x, part in [(1.25, "part 1 · text (top), part 2 · images (bottom)"), (4.4, "part 3 · together"),
+                (6.6, "part 4 · the models")]:
+    ax.text(x, 3.95, part, ha="center", fontsize=9, style="italic")
+ax.set(xlim=(-0.6, 9.6), ylim=(-0.65, 4.1))
+ax.axis("off")
+plt.show()
+
+# %% [markdown]
 # ## How the notebooks work
 # * **Sizes in one place.** Near the top of each notebook a `CFG` dictionary holds every size that
 #   matters (steps, widths, data sizes). The defaults fit a 2-core laptop CPU; on a GPU you can make
