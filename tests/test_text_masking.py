@@ -112,6 +112,9 @@ def test_input_is_not_modified():
 
 
 def test_whole_word_masking_is_consistent_and_has_the_right_rate():
+    """VL-BERT masks whole words (jackroos/VL-BERT pretrain/data/datasets/conceptual_captions.py
+    random_word_wwm; Su et al. 2020, section 3.3): 15% of the words, all pieces of a chosen word,
+    every piece a target (docs/pitfalls.md, "VL-BERT's text-only corpus and whole-word masking")."""
     g = torch.Generator().manual_seed(3)
     B, W = 200, 60  # 200 sequences of 60 words, each word 1-3 pieces
     rows_ids, rows_words = [], []
