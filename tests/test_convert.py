@@ -8,14 +8,15 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
+from vlp_course.checkpoints import load_safetensors, save_safetensors  # noqa: E402
 from vlp_course.models.convert import (  # noqa: E402
     LoadReport,
     detect_source,
-    load_checkpoint,
-    load_safetensors,
+    family_of,
+    load_original_checkpoint,
     lxmert_from_original,
     lxmert_to_original,
-    save_safetensors,
+    save_original_checkpoint,
     visualbert_from_original,
     visualbert_to_hf,
     visualbert_to_original,
@@ -87,22 +88,22 @@ ORIGINAL_VB_KEYS = {
 
 def test_visualbert_original_key_set_loads_and_matches_hf():
     hf = randomize(transformers.VisualBertForPreTraining(vb_hf_config()))
-    original = visualbert_to_original(hf.state_dict())  # the uclanlp names, per vl-models.md 3.3
+    original = visualbert_to_original(hf.state_dict())  # the uclanlp names (AllenNLP's "bert." prefix)
     assert ORIGINAL_VB_KEYS <= set(original)
     assert not any(k.endswith("position_ids") or "decoder.bias" in k or "visual_bert" in k for k in original)
     assert len(original) == len(hf.state_dict()) - 1  # HF's decoder.bias copy is not in the original
     original["detector.backbone.conv1.weight"] = torch.zeros(2, 2)  # as in the VCR files
     assert detect_source(original, "visualbert") == "original"
     ours = VisualBertForPreTraining(VisualBertConfig.from_hf(hf.config)).eval()
-    report = load_checkpoint(ours, original)
+    report = load_original_checkpoint(ours, original)
     assert report.ok and report.source == "original"
     assert "detector.backbone.conv1.weight" in report.dropped
     ids, feats, mask = vb_inputs()
     with torch.no_grad():
         h = hf(input_ids=ids, attention_mask=mask, visual_embeds=feats, visual_token_type_ids=torch.zeros(2, 3, dtype=torch.long))
         o = ours(ids, feats, mask)
-    assert (h.prediction_logits - o.prediction_logits).abs().max() < TOL
-    assert (h.seq_relationship_logits - o.seq_relationship_logits).abs().max() < TOL
+    assert (h.prediction_logits - o.logits["mlm"]).abs().max() < TOL
+    assert (h.seq_relationship_logits - o.logits["itm"]).abs().max() < TOL
 
 
 def test_visualbert_original_vqa_classifier_and_round_trip():
@@ -112,8 +113,8 @@ def test_visualbert_original_vqa_classifier_and_round_trip():
     renamed, dropped = visualbert_from_original(original)
     assert not dropped
     assert set(renamed) == {k for k in hf.state_dict() if not k.endswith("position_ids")}
-    ours = VisualBertForQuestionAnswering(VisualBertConfig.from_hf(hf.config)).eval()
-    assert load_checkpoint(ours, original).ok
+    ours = VisualBertForQuestionAnswering(VisualBertConfig.from_hf(hf.config, mask_token_id=4)).eval()
+    assert load_original_checkpoint(ours, original).ok
 
 
 def test_ours_back_to_hf_strict():
@@ -125,7 +126,7 @@ def test_ours_back_to_hf_strict():
     ids, feats, mask = vb_inputs()
     with torch.no_grad():
         h = hf(input_ids=ids, attention_mask=mask, visual_embeds=feats, visual_token_type_ids=torch.zeros(2, 3, dtype=torch.long))
-        assert (h.prediction_logits - ours(ids, feats, mask).prediction_logits).abs().max() < TOL
+        assert (h.prediction_logits - ours(ids, feats, mask).logits["mlm"]).abs().max() < TOL
 
 
 # ------------------------------------------------------------------------------------------------
@@ -141,14 +142,14 @@ def test_lxmert_airsplay_key_set_loads_and_matches_hf(data_parallel):
     assert len(original) == len(hf.state_dict())
     assert set(lxmert_from_original(original)) == set(hf.state_dict())
     ours = LxmertForPreTraining(LxmertConfig.from_hf(hf.config)).eval()
-    report = load_checkpoint(ours, original)
+    report = load_original_checkpoint(ours, original)
     assert report.ok and report.source == "original"
     ids, feats, boxes, mask = lx_inputs()
     with torch.no_grad():
         h = hf(input_ids=ids, visual_feats=feats, visual_pos=boxes, attention_mask=mask)
         o = ours(ids, feats, boxes, mask)
-    for a, b in ((h.prediction_logits, o.prediction_logits), (h.cross_relationship_score, o.cross_relationship_score),
-                 (h.question_answering_score, o.question_answering_score)):
+    for a, b in ((h.prediction_logits, o.logits["mlm"]), (h.cross_relationship_score, o.logits["itm"]),
+                 (h.question_answering_score, o.logits["qa"])):
         assert (a - b).abs().max() < TOL
 
 
@@ -156,7 +157,7 @@ def test_lxmert_task_file_with_encoder_only_loads_into_base_model():
     hf = randomize(transformers.LxmertModel(lx_hf_config()))
     encoder_only = {"bert." + k: v for k, v in hf.state_dict().items()}  # airsplay *_LXRT.pth: keys bert.*
     ours = LxmertModel(LxmertConfig.from_hf(hf.config)).eval()
-    assert load_checkpoint(ours, encoder_only).ok
+    assert load_original_checkpoint(ours, encoder_only).ok
     ids, feats, boxes, mask = lx_inputs()
     with torch.no_grad():
         assert (hf(input_ids=ids, visual_feats=feats, visual_pos=boxes, attention_mask=mask).pooled_output
@@ -182,7 +183,7 @@ def test_safetensors_round_trip_stores_tied_weights_once(tmp_path, family):
     with safe_open(str(path), framework="pt") as f:
         assert "cls.predictions.decoder.weight" not in set(f.keys())
         assert f.metadata()["note"] == "test"
-    report = load_checkpoint(b, path)
+    report = load_original_checkpoint(b, path)
     assert report.ok, str(report)
     for k, v in a.state_dict().items():
         assert torch.equal(v, b.state_dict()[k]), k
@@ -195,8 +196,8 @@ def test_report_lists_missing_and_unexpected_and_strict_raises():
     base = randomize(VisualBertModel(cfg))
     full = VisualBertForPreTraining(cfg)
     with pytest.raises(ValueError, match=r"missing in the checkpoint[\s\S]*cls\.seq_relationship\.weight"):
-        load_checkpoint(full, base.state_dict())
-    report = load_checkpoint(full, base.state_dict(), strict=False)
+        load_original_checkpoint(full, base.state_dict())
+    report = load_original_checkpoint(full, base.state_dict(), strict=False)
     assert isinstance(report, LoadReport)
     assert "cls.seq_relationship.weight" in report.missing and "cls.predictions.decoder.weight" not in report.missing
     assert not report.unexpected and "cls.predictions.bias" in str(report)
@@ -205,8 +206,8 @@ def test_report_lists_missing_and_unexpected_and_strict_raises():
     sd = dict(randomize(VisualBertForPreTraining(cfg)).state_dict())
     sd["visual_bert.encoder.layer.9.output.dense.weight"] = torch.zeros(16, 32)
     with pytest.raises(ValueError, match=r"unexpected[\s\S]*encoder\.layer\.9"):
-        load_checkpoint(VisualBertModel(cfg), sd)
-    report = load_checkpoint(VisualBertModel(cfg), sd, strict=False)
+        load_original_checkpoint(VisualBertModel(cfg), sd)
+    report = load_original_checkpoint(VisualBertModel(cfg), sd, strict=False)
     assert "cls.seq_relationship.weight" in report.unexpected and not report.missing
 
 
@@ -214,11 +215,73 @@ def test_shape_mismatch_names_key_and_shapes():
     hf = transformers.VisualBertModel(vb_hf_config())
     ours = VisualBertModel(VisualBertConfig.from_hf(vb_hf_config(), visual_embedding_dim=F + 2))
     with pytest.raises(ValueError, match=r"visual_projection\.weight: checkpoint \(16, 10\) vs model \(16, 12\)"):
-        load_checkpoint(ours, hf.state_dict())
+        load_original_checkpoint(ours, hf.state_dict())
 
 
 def test_inconsistent_decoder_bias_is_refused():
     sd = dict(transformers.VisualBertForPreTraining(vb_hf_config()).state_dict())
     sd["cls.predictions.decoder.bias"] = sd["cls.predictions.bias"] + 1
     with pytest.raises(ValueError, match="decoder.bias differs"):
-        load_checkpoint(VisualBertForPreTraining(VisualBertConfig.from_hf(vb_hf_config())), sd)
+        load_original_checkpoint(VisualBertForPreTraining(VisualBertConfig.from_hf(vb_hf_config())), sd)
+
+
+# ------------------------------------------------------------------------------------------------
+# One loader and one writer for the four families
+# ------------------------------------------------------------------------------------------------
+def four_models():
+    """A small model of each family, with random weights (built from the configs the model tests use)."""
+    from vlp_course.models.vilbert import ViLBERTConfig, ViLBERTForPreTraining
+    from vlp_course.models.vlbert import VLBERTConfig, VLBERTForPreTraining
+
+    vil = ViLBERTConfig(vocab_size=VOCAB, hidden_size=24, num_hidden_layers=4, num_attention_heads=3, intermediate_size=40,
+                        max_position_embeddings=32, v_feature_size=F, v_target_size=7, v_hidden_size=16,
+                        v_num_hidden_layers=2, v_num_attention_heads=2, v_intermediate_size=16, bi_hidden_size=20,
+                        bi_num_attention_heads=4, v_biattention_id=[0, 1], t_biattention_id=[2, 3])
+    vl = VLBERTConfig(vocab_size=VOCAB, hidden_size=24, num_hidden_layers=2, num_attention_heads=3, intermediate_size=40,
+                      max_position_embeddings=40, visual_feature_size=F, geometry_dim=4, visual_region_classes=6)
+    return {
+        "visualbert": lambda: VisualBertForPreTraining(VisualBertConfig.from_hf(vb_hf_config())),
+        "lxmert": lambda: LxmertForPreTraining(LxmertConfig.from_hf(lx_hf_config())),
+        "vilbert": lambda: ViLBERTForPreTraining(vil),
+        "vlbert": lambda: VLBERTForPreTraining(vl),
+    }
+
+
+@pytest.mark.parametrize("family", ["visualbert", "lxmert", "vilbert", "vlbert"])
+def test_save_and_load_original_checkpoint_round_trip_for_every_family(tmp_path, family):
+    make = four_models()[family]
+    torch.manual_seed(0)
+    src, dst = randomize(make(), seed=3), make()
+    assert family_of(src) == family
+    path = save_original_checkpoint(src, tmp_path / f"{family}.safetensors")
+    stored = load_safetensors(path)
+    prefix = {"visualbert": "bert.bert.", "lxmert": "bert.", "vilbert": "bert.", "vlbert": "module.vlbert."}[family]
+    assert any(k.startswith(prefix) for k in stored), sorted(stored)[:5]  # the original's names, not ours
+    report = load_original_checkpoint(dst, path)
+    assert report.ok and report.source == "original", str(report)
+    for k, v in src.state_dict().items():
+        assert torch.equal(v, dst.state_dict()[k]), k
+
+
+def test_vilbert_alignment_rows_are_swapped_in_the_file(tmp_path):
+    src = randomize(four_models()["vilbert"]())
+    stored = load_safetensors(save_original_checkpoint(src, tmp_path / "v.safetensors"))
+    ours = src.cls.bi_seq_relationship.bias.detach()
+    assert torch.equal(stored["cls.bi_seq_relationship.bias"], ours.flip(0))  # original class 1 = random caption
+    dst = four_models()["vilbert"]()
+    load_original_checkpoint(dst, dict(src.state_dict()), source="ours")  # our own names and polarity: no flip
+    assert torch.equal(dst.cls.bi_seq_relationship.bias, ours)
+
+
+def test_loader_refuses_other_models_and_unknown_sources():
+    with pytest.raises(ValueError, match="VisualBERT, LXMERT, ViLBERT and VL-BERT.*Linear"):
+        load_original_checkpoint(torch.nn.Linear(2, 2), {})
+    with pytest.raises(ValueError, match="source for vilbert must be one of"):
+        load_original_checkpoint(four_models()["vilbert"](), {}, source="hf")
+
+
+def test_bad_checkpoint_file_is_named(tmp_path):
+    bad = tmp_path / "lxmert.safetensors"
+    bad.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"lxmert\.safetensors is empty"):
+        load_original_checkpoint(four_models()["lxmert"](), bad)
