@@ -1,4 +1,10 @@
-"""VQA accuracy, soft scores and the VQA v2 file formats (pitfalls P9, P10, P13)."""
+"""VQA accuracy, soft scores and the VQA v2 file formats.
+
+The accuracy and its leave-one-annotator-out subsets follow the official evaluation
+(GT-Vision-Lab/VQA ``PythonEvaluationTools/vqaEvaluation/vqaEval.py``; Goyal et al., CVPR 2017,
+section 3, and Antol et al., ICCV 2015, section 4); the soft scores follow bottom-up-attention-vqa
+``tools/compute_softscore.py`` (as discussed in facebookresearch/mmf issue 187 and GT-Vision-Lab/VQA
+issue 1). The sample files in ``cases/`` are in the official VQA v2 formats."""
 
 from __future__ import annotations
 
@@ -19,9 +25,9 @@ CASES = Path(__file__).parent / "cases"
 ACC = json.loads((CASES / "vqa_accuracy_cases.json").read_text())["cases"]
 
 
-# --- P9, P10: soft scores and the leave-one-annotator-out accuracy -----------------------------
+# --- soft scores and the leave-one-annotator-out accuracy ---------------------------------------
 
-def test_p9_soft_scores_of_ten_answers():
+def test_soft_scores_of_ten_answers():
     s = soft_scores(["a", "b", "c", "a", "b", "c", "a", "b", "c", "a"], normalize=False)
     assert s == {"a": 1.0, "b": 0.9, "c": 0.9}
     # with words (the normalisation would drop the article "a")
@@ -30,7 +36,7 @@ def test_p9_soft_scores_of_ten_answers():
     assert [soft_score(k) for k in range(6)] == [0.0, 0.3, 0.6, 0.9, 1.0, 1.0]
 
 
-def test_p10_eight_yes_two_no():
+def test_eight_yes_two_no():
     gts = ["yes"] * 8 + ["no"] * 2
     assert vqa_accuracy("yes", gts) == pytest.approx(1.0)
     assert vqa_accuracy("no", gts) == pytest.approx(0.6)
@@ -66,11 +72,11 @@ def test_punctuation_touching_a_space_is_deleted():
 
 
 @pytest.mark.parametrize("case", ACC, ids=[str(c["question_id"]) for c in ACC])
-def test_p13_accuracy_equals_official_for_every_case(case):
+def test_accuracy_equals_official_for_every_case(case):
     assert vqa_accuracy(case["prediction"], case["answers"]) == pytest.approx(case["official_accuracy"], abs=1e-9)
 
 
-def test_p13_official_files_overall_and_per_answer_type():
+def test_official_files_overall_and_per_answer_type():
     qs = load_vqa(CASES / "vqa_sample_questions.json", CASES / "vqa_sample_annotations.json")
     res = load_vqa_results(CASES / "vqa_sample_results.json", qs.keys())
     ev = evaluate_vqa(qs, res)
@@ -132,16 +138,85 @@ def test_results_with_unknown_or_missing_question_ids(tmp_path):
     qs = load_vqa(CASES / "vqa_sample_questions.json", CASES / "vqa_sample_annotations.json")
     res = json.loads((CASES / "vqa_sample_results.json").read_text())
     bad = res + [{"question_id": 123, "answer": "yes"}]
-    with pytest.raises(ValueError, match="unknown question ids"):
+    with pytest.raises(ValueError, match=r"r\.json: results answer 1 question ids that are not among the questions, e\.g\. \[123\]"):
         load_vqa_results(_write(tmp_path, "r.json", bad), qs.keys())
     with pytest.raises(ValueError, match="do not answer"):
         load_vqa_results(res[1:], qs.keys())
-    with pytest.raises(ValueError, match="answered twice"):
+    with pytest.raises(ValueError, match=rf"results 0 and {len(res)} both answer question_id {res[0]['question_id']}"):
         load_vqa_results(res + res[:1])
     with pytest.raises(ValueError, match="not valid JSON"):
         p = tmp_path / "broken.json"
         p.write_text("{")
         load_vqa_results(p)
+
+
+def test_a_second_annotation_for_a_question_is_refused(tmp_path):
+    q, a = _sample(tmp_path)
+    dup = json.loads(json.dumps(a["annotations"][2]))
+    dup["answers"] = [dict(x, answer="banana") for x in dup["answers"]]
+    a["annotations"].append(dup)  # silently replacing the first would score the question against "banana"
+    n, qid = len(a["annotations"]) - 1, dup["question_id"]
+    with pytest.raises(ValueError, match=rf"a\.json: annotations 2 and {n} are both for question_id {qid}"):
+        load_vqa(_write(tmp_path, "q.json", q), _write(tmp_path, "a.json", a))
+
+
+@pytest.mark.parametrize("bad, why", [(910001000.7, "not a whole number"), ("910001000", "str"), (True, "bool"),
+                                      (None, "NoneType")])
+def test_non_integer_result_ids_are_refused_not_truncated(tmp_path, bad, why):
+    qs = load_vqa(CASES / "vqa_sample_questions.json", CASES / "vqa_sample_annotations.json")
+    res = json.loads((CASES / "vqa_sample_results.json").read_text())
+    res[3]["question_id"] = bad
+    path = _write(tmp_path, "r.json", res)
+    with pytest.raises(ValueError, match=rf"r\.json: result 3: question_id must be an integer, got .*{why}"):
+        load_vqa_results(path, qs.keys())
+
+
+def test_integral_float_ids_are_the_same_question():
+    """11.0 is the integer 11 (as it is for the official tools' dictionaries); 11.7 is not 11."""
+    assert load_vqa_results([{"question_id": 11.0, "answer": "yes"}]) == {11: "yes"}
+    with pytest.raises(ValueError, match="11.7"):
+        load_vqa_results([{"question_id": 11.7, "answer": "yes"}])
+
+
+def test_non_integer_ids_in_the_official_files_name_the_entry(tmp_path):
+    q, a = _sample(tmp_path)
+    q2 = json.loads(json.dumps(q))
+    q2["questions"][4]["question_id"] = "910002002"
+    with pytest.raises(ValueError, match=r"q\.json: question 4: question_id must be an integer, got '910002002' \(str\)"):
+        load_vqa(_write(tmp_path, "q.json", q2))
+    q2 = json.loads(json.dumps(q))
+    q2["questions"][1]["image_id"] = 1.5
+    with pytest.raises(ValueError, match=r"question 1: image_id must be an integer, got 1\.5"):
+        load_vqa(_write(tmp_path, "q.json", q2))
+    a["annotations"][6]["question_id"] = [1]
+    with pytest.raises(ValueError, match=r"a\.json: annotation 6: question_id must be an integer, got \[1\] \(list\)"):
+        load_vqa(_write(tmp_path, "q.json", q), _write(tmp_path, "a.json", a))
+
+
+def test_results_without_an_answer_or_with_a_bad_entry(tmp_path):
+    res = json.loads((CASES / "vqa_sample_results.json").read_text())
+    no_answer = [dict(r) for r in res]
+    del no_answer[5]["answer"]
+    with pytest.raises(ValueError, match=rf"r\.json: result 5 \(question_id {res[5]['question_id']}\) has no 'answer'"):
+        load_vqa_results(_write(tmp_path, "r.json", no_answer))
+    with pytest.raises(ValueError, match=r"result 0 \(question_id 7\): 'answer' must be a string, got 3"):
+        load_vqa_results([{"question_id": 7, "answer": 3}])
+    with pytest.raises(ValueError, match=r"result 1 has no 'question_id'"):
+        load_vqa_results([{"question_id": 7, "answer": "a"}, {"answer": "b"}])
+    with pytest.raises(ValueError, match=r"result 0 must be an object"):
+        load_vqa_results([[7, "a"]])
+    with pytest.raises(ValueError, match=r"r\.json: a VQA results file is a JSON list .* got dict"):
+        load_vqa_results(_write(tmp_path, "r.json", {"question_id": 7, "answer": "a"}))
+
+
+def test_the_evaluation_refuses_results_for_other_questions():
+    qs = load_vqa(CASES / "vqa_sample_questions.json", CASES / "vqa_sample_annotations.json")
+    res = load_vqa_results(CASES / "vqa_sample_results.json", qs.keys())
+    with pytest.raises(ValueError, match=r"not among the questions, e\.g\. \[5\]"):
+        evaluate_vqa(qs, {**res, 5: "yes"})
+    first = next(iter(res))
+    with pytest.raises(ValueError, match=rf"do not answer 1 questions, e\.g\. \[{first}\]"):
+        evaluate_vqa(qs, {k: v for k, v in res.items() if k != first})
 
 
 # --- questions about scenes ---------------------------------------------------------------------

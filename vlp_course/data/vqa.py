@@ -215,6 +215,23 @@ def _read_json(path, what: str):
         raise ValueError(f"{what} file {path} is not valid JSON: {err}") from None
 
 
+def _as_id(value, where: str, key: str = "question_id") -> int:
+    """An id from a VQA file: a JSON integer (an integral float such as 11.0 is accepted as 11).
+
+    The official tools use the ids as dictionary keys and compare them as numbers, so "11" (a
+    string), 11.7 or true would never match a question; ``int()`` would silently turn 11.7 into 11.
+
+    Raises:
+        ValueError: naming ``where`` (file and entry), the key and the value, if it is not an integer.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{where}: {key} must be an integer, got {value!r} ({type(value).__name__})")
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError(f"{where}: {key} must be an integer, got {value!r} (not a whole number; "
+                         "it would be truncated to a different question)")
+    return int(value)
+
+
 def load_vqa(questions_path, annotations_path=None) -> dict[int, VQAQuestion]:
     """Read VQA v2 questions (and annotations) JSON into ``{question_id: VQAQuestion}``.
 
@@ -224,33 +241,44 @@ def load_vqa(questions_path, annotations_path=None) -> dict[int, VQAQuestion]:
     Without annotations (a test split) the answers stay empty.
 
     Raises:
-        ValueError: a missing key, an annotation without ``answers`` or without exactly 10 answers,
-            an annotation for an unknown question, a question id given twice.
+        ValueError: naming the file and the entry: a missing key, an id that is not an integer
+            (11.7, "11"), an annotation without ``answers`` or without exactly 10 answers, an
+            annotation for an unknown question, a question id given twice, a second annotation for
+            the same question (it would silently replace the first).
     """
     q = _read_json(questions_path, "VQA questions")
     if not isinstance(q, dict) or "questions" not in q:
         raise ValueError(f"{questions_path}: a VQA questions file is a JSON object with a 'questions' list")
     out: dict[int, VQAQuestion] = {}
     for k, item in enumerate(q["questions"]):
+        if not isinstance(item, dict):
+            raise ValueError(f"{questions_path}: question {k} must be an object "
+                             f"{{'image_id', 'question', 'question_id'}}, got {type(item).__name__}")
         missing = {"image_id", "question", "question_id"} - set(item)
         if missing:
             raise ValueError(f"{questions_path}: question {k} lacks {sorted(missing)}")
-        qid = int(item["question_id"])
+        where = f"{questions_path}: question {k}"
+        qid = _as_id(item["question_id"], where)
         if qid in out:
             raise ValueError(f"{questions_path}: question_id {qid} appears twice")
-        out[qid] = VQAQuestion(qid, int(item["image_id"]), item["question"])
+        if not isinstance(item["question"], str):
+            raise ValueError(f"{where} (question_id {qid}): 'question' must be a string, got {type(item['question']).__name__}")
+        out[qid] = VQAQuestion(qid, _as_id(item["image_id"], where, "image_id"), item["question"])
     if annotations_path is None:
         return out
     a = _read_json(annotations_path, "VQA annotations")
     if not isinstance(a, dict) or "annotations" not in a:
         raise ValueError(f"{annotations_path}: a VQA annotations file is a JSON object with an 'annotations' list")
-    seen = set()
+    seen: dict[int, int] = {}  # question_id -> the annotation's index
     for k, ann in enumerate(a["annotations"]):
-        if "question_id" not in ann:
+        if not isinstance(ann, dict) or "question_id" not in ann:
             raise ValueError(f"{annotations_path}: annotation {k} has no 'question_id'")
-        qid = int(ann["question_id"])
+        qid = _as_id(ann["question_id"], f"{annotations_path}: annotation {k}")
         if qid not in out:
             raise ValueError(f"{annotations_path}: annotation {k} is for question_id {qid}, which is not in the questions file")
+        if qid in seen:
+            raise ValueError(f"{annotations_path}: annotations {seen[qid]} and {k} are both for question_id {qid}; "
+                             "each question has exactly one annotation (with its 10 answers)")
         if "answers" not in ann:
             raise ValueError(f"{annotations_path}: annotation of question {qid} has no 'answers' (expected 10 answers)")
         answers = ann["answers"]
@@ -268,10 +296,10 @@ def load_vqa(questions_path, annotations_path=None) -> dict[int, VQAQuestion]:
         rec.answer_type = ann["answer_type"]
         rec.question_type = ann["question_type"]
         rec.multiple_choice_answer = ann["multiple_choice_answer"]
-        seen.add(qid)
-    if seen != set(out):
-        missing = sorted(set(out) - seen)[:5]
-        raise ValueError(f"{annotations_path}: {len(set(out) - seen)} questions have no annotation, e.g. {missing}")
+        seen[qid] = k
+    if set(seen) != set(out):
+        missing = sorted(set(out) - set(seen))
+        raise ValueError(f"{annotations_path}: {len(missing)} questions have no annotation, e.g. {missing[:5]}")
     return out
 
 
@@ -279,32 +307,46 @@ def load_vqa_results(path_or_list, question_ids: Iterable[int] | None = None) ->
     """Read a results file ``[{"question_id": int, "answer": str}, ...]`` into ``{question_id: answer}``.
 
     Args:
-        question_ids: the questions the results must answer (as the official ``loadRes``: every one,
-            and no other).
+        path_or_list: the results file, or the list itself.
+        question_ids: the questions the results must answer (as the official ``loadRes`` asserts:
+            every one, and no other).
 
     Raises:
-        ValueError: a malformed entry, a question id answered twice, an unknown question id, or
-            (with ``question_ids``) a question left unanswered.
+        ValueError: naming the file and the entry: an entry that is not an object, has no
+            ``question_id`` or a non-integer one (11.7 is refused, not read as 11), has no
+            ``answer`` or a non-string one; a question id answered twice; and (with
+            ``question_ids``) unknown question ids or questions left unanswered.
     """
+    src = "VQA results" if isinstance(path_or_list, list) else str(path_or_list)
     data = path_or_list if isinstance(path_or_list, list) else _read_json(path_or_list, "VQA results")
     if not isinstance(data, list):
-        raise ValueError("a VQA results file is a JSON list of {'question_id', 'answer'} objects")
+        raise ValueError(f"{src}: a VQA results file is a JSON list of {{'question_id': int, 'answer': str}} objects, "
+                         f"got {type(data).__name__}")
     out: dict[int, str] = {}
+    first: dict[int, int] = {}
     for k, r in enumerate(data):
-        if not isinstance(r, dict) or "question_id" not in r or not isinstance(r.get("answer"), str):
-            raise ValueError(f"result {k} must be {{'question_id': int, 'answer': str}}, got {r!r}")
-        qid = int(r["question_id"])
+        where = f"{src}: result {k}"
+        if not isinstance(r, dict):
+            raise ValueError(f"{where} must be an object {{'question_id': int, 'answer': str}}, got {r!r}")
+        if "question_id" not in r:
+            raise ValueError(f"{where} has no 'question_id' (expected {{'question_id': int, 'answer': str}}), got {r!r}")
+        qid = _as_id(r["question_id"], where)
+        if "answer" not in r:
+            raise ValueError(f"{where} (question_id {qid}) has no 'answer'; every result needs an answer string")
+        if not isinstance(r["answer"], str):
+            raise ValueError(f"{where} (question_id {qid}): 'answer' must be a string, got {r['answer']!r}")
         if qid in out:
-            raise ValueError(f"result {k}: question_id {qid} is answered twice")
-        out[qid] = r["answer"]
+            raise ValueError(f"{src}: results {first[qid]} and {k} both answer question_id {qid}; answer each question once")
+        out[qid], first[qid] = r["answer"], k
     if question_ids is not None:
-        known = set(int(q) for q in question_ids)
+        known = {_as_id(q, "question_ids") for q in question_ids}
         unknown = sorted(set(out) - known)
         if unknown:
-            raise ValueError(f"results answer {len(unknown)} unknown question ids, e.g. {unknown[:5]}")
+            raise ValueError(f"{src}: results answer {len(unknown)} question ids that are not among the questions, "
+                             f"e.g. {unknown[:5]}")
         missing = sorted(known - set(out))
         if missing:
-            raise ValueError(f"results do not answer {len(missing)} questions, e.g. {missing[:5]}; "
+            raise ValueError(f"{src}: results do not answer {len(missing)} questions, e.g. {missing[:5]}; "
                              "the official evaluation needs an answer for every question")
     return out
 
