@@ -240,7 +240,7 @@ def test_mixed_precision_path_trains_a_vl_model_with_finite_losses(monkeypatch, 
     def step(m, batch):
         out = m(ids, feats, mask, vmask, mlm_labels=labels, mlm_scores="masked")
         # every row, padded text and padded regions included, and the scores stay finite
-        assert torch.isfinite(out.model.last_hidden_state).all() and torch.isfinite(out.prediction_logits).all()
+        assert torch.isfinite(out.encoder.last_hidden_state).all() and torch.isfinite(out.logits["mlm"]).all()
         return {"loss": out.loss}
 
     hist = training.train(model, lambda s: {}, step, TrainConfig(steps=40, lr=3e-3, progress=False, precision=prec))
@@ -248,3 +248,98 @@ def test_mixed_precision_path_trains_a_vl_model_with_finite_losses(monkeypatch, 
     losses = hist.train["loss"]
     assert all(math.isfinite(v) for v in losses)
     assert losses[-1] < 0.7 * losses[0], (losses[0], losses[-1])
+
+
+# --- refusing bad settings and stopping on divergence -------------------------------------------
+
+@pytest.mark.parametrize("kw, msg", [
+    (dict(lr=math.inf), "lr must be finite"), (dict(lr=math.nan), "lr must be finite"), (dict(lr=0.0), "lr must be finite and > 0"),
+    (dict(lr="1e-3"), "lr must be a number"), (dict(weight_decay=-0.1), "weight_decay must be >= 0"),
+    (dict(momentum=1.0), r"momentum must be in \[0, 1\)"), (dict(steps=2.5), "steps must be an integer"),
+    (dict(eval_every=-1), "eval_every must be >= 0"), (dict(grad_clip=math.inf), "grad_clip must be finite"),
+    (dict(warmup_steps=-2), "warmup_steps must be >= 0"), (dict(eval_metric=3), "eval_metric must be"),
+])
+def test_config_is_checked_up_front(kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        TrainConfig(**kw)
+
+
+def _counting_step(calls):
+    def step(model, batch):
+        calls.append(1)
+        return _step(model, batch)
+    return step
+
+
+def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_weights():
+    X, y = _regression()
+    bad = X.clone()
+    bad[0, 0] = math.nan  # a batch with a NaN feature at step 3
+    batches = lambda s: (bad if s == 3 else X, y)  # noqa: E731
+    torch.manual_seed(0)
+    model = nn.Linear(4, 1)
+    with pytest.raises(FloatingPointError, match=r"step 3: the loss is nan .*last finite loss was at step 2") as err:
+        train(model, batches, _step, TrainConfig(steps=10, lr=0.05, progress=False))
+    assert err.value.history.steps == [0, 1, 2]  # what was logged before the stop
+    torch.manual_seed(0)
+    reference = nn.Linear(4, 1)
+    train(reference, batches, _step, TrainConfig(steps=3, lr=0.05, progress=False))
+    for a, b in zip(model.parameters(), reference.parameters()):
+        assert torch.isfinite(a).all() and torch.equal(a, b)  # exactly the weights after steps 0, 1, 2
+
+
+def test_non_finite_gradient_norm_stops_before_the_update():
+    model = nn.Linear(2, 1)
+    start = [p.detach().clone() for p in model.parameters()]
+
+    def step(m, batch):  # finite loss (0), infinite slope: d sqrt(u) / du at u = 0
+        return {"loss": (m.weight * 0).abs().sqrt().sum() + 0 * m.bias.sum()}
+
+    with pytest.raises(FloatingPointError, match=r"step 0: the gradient norm is (nan|inf)"):
+        train(model, lambda s: None, step, TrainConfig(steps=5, lr=0.1, progress=False, grad_clip=None))
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), start))
+
+
+def test_an_update_that_overflows_the_weights_is_undone():
+    """A finite but absurd lr: step 0's update sends the weights to inf (fp32 max is 3.4e38); step 1's
+    loss is then not finite, and the weights of step 0 are put back."""
+    model = nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+
+    def step(m, batch):
+        return {"loss": m(torch.full((1, 1), 1e10)).sum()}  # gradient 1e10
+
+    with pytest.raises(FloatingPointError, match=r"step 1: the loss is -?inf .*weights of step 0 .*were put back"):
+        train(model, lambda s: None, step, TrainConfig(steps=5, lr=1e30, optimizer="sgd", momentum=0.0, grad_clip=None,
+                                                       progress=False))
+    assert model.weight.item() == 1.0
+
+
+def test_eval_metric_is_checked_against_the_first_evaluation():
+    X, y = _regression()
+    calls = []
+    with pytest.raises(ValueError, match=r"eval_metric 'acc' is not among eval_fn's results \['mae', 'mse'\]"):
+        train(nn.Linear(4, 1), lambda s: (X, y), _counting_step(calls),
+              TrainConfig(steps=10, eval_every=2, eval_metric="acc", progress=False),
+              eval_fn=lambda m: {"mse": 1.0, "mae": 0.5})
+    assert len(calls) == 2  # the first evaluation comes after step 2
+    with pytest.raises(ValueError, match="needs an eval_fn"):
+        train(nn.Linear(4, 1), lambda s: (X, y), _counting_step(calls), TrainConfig(steps=3, eval_metric="mse", progress=False))
+    assert len(calls) == 2
+
+
+def test_checkpoint_folder_is_checked_before_the_first_step(tmp_path):
+    X, y = _regression()
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where the folder should be")
+    calls = []
+    with pytest.raises(ValueError, match=r"checkpoint_path's folder .*not_a_folder.* is not writable"):
+        train(nn.Linear(4, 1), lambda s: (X, y), _counting_step(calls),
+              TrainConfig(steps=3, progress=False, checkpoint_path=str(blocker / "ck.safetensors")))
+    with pytest.raises(ValueError, match="is a folder; give a file name"):
+        train(nn.Linear(4, 1), lambda s: (X, y), _counting_step(calls), TrainConfig(steps=3, progress=False, checkpoint_path=str(tmp_path)))
+    assert calls == []  # no step ran
+    ok = tmp_path / "new" / "deeper" / "ck.safetensors"  # a folder that does not exist yet is created
+    train(nn.Linear(4, 1), lambda s: (X, y), _counting_step(calls), TrainConfig(steps=2, progress=False, checkpoint_path=str(ok)))
+    assert ok.is_file() and len(calls) == 2 and [p.name for p in ok.parent.iterdir()] == ["ck.safetensors"]

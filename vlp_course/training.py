@@ -13,6 +13,12 @@ Also:
   training stays in fp32 whatever the setting.
 * **Checkpoints**: with ``config.checkpoint_path`` the best weights (or, without evaluation, the last
   ones) are saved as safetensors, atomically (:mod:`vlp_course.checkpoints`), also on an interrupt.
+  The folder is checked for writing before the first step, so a long run cannot fail at its end.
+* **Divergence stops the run**: a loss or a gradient norm that is not finite (NaN or inf) raises
+  ``FloatingPointError`` naming the step, before the optimizer touches the weights; the model keeps
+  the last weights that gave a finite loss (restored if the update before had already made them
+  non-finite), never NaN weights. Under fp16 the gradient scaler's own skipping of overflowing
+  steps is left alone (only the loss is checked there).
 * **Several processes** (``torchrun --nproc_per_node N script.py``): when ``torch.distributed`` is
   initialised, the model is wrapped in ``DistributedDataParallel``; give each rank different data
   (:func:`distributed_loader` builds a ``DataLoader`` with a ``DistributedSampler``, whose epoch
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
@@ -80,17 +87,37 @@ class TrainConfig:
     find_unused_parameters: bool = False
 
     def __post_init__(self) -> None:
-        if int(self.steps) < 0:
+        def number(name: str, *, integer: bool = False) -> float:
+            value = getattr(self, name)
+            kinds = (int,) if integer else (int, float)
+            if isinstance(value, bool) or not isinstance(value, kinds):
+                raise ValueError(f"{name} must be {'an integer' if integer else 'a number'}, got {value!r}")
+            if not math.isfinite(value):
+                raise ValueError(f"{name} must be finite, got {value}")
+            return value
+
+        if number("steps", integer=True) < 0:
             raise ValueError(f"steps must be >= 0, got {self.steps}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
+        if not number("lr") > 0:
+            raise ValueError(f"lr must be finite and > 0, got {self.lr}")
+        if number("weight_decay") < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0 <= number("momentum") < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+        if number("warmup_steps", integer=True) < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if number("eval_every", integer=True) < 0:
+            raise ValueError(f"eval_every must be >= 0 (0: evaluate only at the end), got {self.eval_every}")
+        number("seed", integer=True)
+        if self.eval_metric is not None and not isinstance(self.eval_metric, str):
+            raise ValueError(f"eval_metric must be a key of eval_fn's result (a string) or None, got {self.eval_metric!r}")
         if self.optimizer not in ("adamw", "sgd"):
             raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
         if self.decay not in ("none", "linear", "cosine"):
             raise ValueError(f"decay must be 'none', 'linear' or 'cosine', got {self.decay!r}")
         if self.precision not in ("auto", "bf16", "fp16", "fp32"):
             raise ValueError(f"precision must be 'auto', 'bf16', 'fp16' or 'fp32', got {self.precision!r}")
-        if self.grad_clip is not None and not self.grad_clip > 0:
+        if self.grad_clip is not None and not number("grad_clip") > 0:
             raise ValueError(f"grad_clip must be positive or None, got {self.grad_clip}")
 
 
@@ -258,6 +285,49 @@ class _DDP(nn.parallel.DistributedDataParallel):
             return getattr(self.module, name)
 
 
+def _check_writable_folder(path) -> None:
+    """Create ``path``'s folder and write (then delete) a small file there, so a checkpoint that cannot
+    be written fails before the first step, not after the last one."""
+    import tempfile
+    from pathlib import Path
+
+    target = Path(path)
+    if target.is_dir():
+        raise ValueError(f"checkpoint_path {target} is a folder; give a file name such as {target / 'model.safetensors'}")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise ValueError(f"checkpoint_path's folder {target.parent} is not writable ({err.strerror or err}); "
+                         "choose another checkpoint_path") from None
+
+
+class _LastGood:
+    """A copy of the trained parameters taken before each update, to put back when the update made
+    them non-finite (one extra copy of the trainable weights, on their device)."""
+
+    def __init__(self, params: list[nn.Parameter]):
+        self.params = params
+        self.copy = [p.detach().clone() for p in params]
+        self.step: int | None = None  # the step whose loss these weights gave
+
+    @torch.no_grad()
+    def take(self, step: int) -> None:
+        for c, p in zip(self.copy, self.params):
+            c.copy_(p)
+        self.step = step
+
+    @torch.no_grad()
+    def restore_if_needed(self) -> bool:
+        """Put the copy back if any parameter is non-finite; returns whether it did."""
+        if all(bool(torch.isfinite(p).all()) for p in self.params):
+            return False
+        for p, c in zip(self.params, self.copy):
+            p.copy_(c)
+        return True
+
+
 def train(
     model: nn.Module,
     batches: Iterable[Any] | Callable[[int], Any],
@@ -287,13 +357,23 @@ def train(
         The :class:`History` (per-step values averaged over ranks under DDP).
 
     Raises:
-        ValueError: if ``step_fn`` does not return a dict with a scalar ``"loss"``.
+        ValueError: before the first step, if ``checkpoint_path``'s folder cannot be written or
+            ``eval_metric`` is given without ``eval_fn``; at the first evaluation, if ``eval_metric``
+            is not a key of ``eval_fn``'s result (the message lists the keys); if ``step_fn`` does not
+            return a dict with a scalar ``"loss"``.
+        FloatingPointError: naming the step, when the loss or the gradient norm is not finite; the
+            model keeps the last weights that gave a finite loss (``err.history`` holds the
+            :class:`History` up to there).
     """
     import torch.distributed as dist
 
     from vlp_course.checkpoints import save_checkpoint
 
     cfg = config or TrainConfig()
+    if not isinstance(cfg, TrainConfig):
+        raise ValueError(f"config must be a TrainConfig, got {type(cfg).__name__}")
+    if cfg.eval_metric is not None and eval_fn is None:
+        raise ValueError(f"eval_metric={cfg.eval_metric!r} needs an eval_fn that returns it")
     seed_everything(cfg.seed)
     if device is None:
         p = next(model.parameters(), None)
@@ -302,7 +382,10 @@ def train(
     model.to(device)
     rank, world = rank_and_world()
     main = rank == 0
-    params = [p for p in (parameters if parameters is not None else model.parameters()) if p.requires_grad]
+    if cfg.checkpoint_path is not None and main:
+        _check_writable_folder(cfg.checkpoint_path)
+    params = list({id(p): p for p in (parameters if parameters is not None else model.parameters())
+                   if p.requires_grad}.values())
     if cfg.optimizer == "adamw":
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     else:
@@ -340,6 +423,11 @@ def train(
         with torch.no_grad():
             res = {k: float(v) for k, v in eval_fn(model).items()}
         model.train()
+        if not res:
+            raise ValueError("eval_fn returned an empty dict; it must return {metric name: value}")
+        if metric is not None and metric not in res:
+            raise ValueError(f"eval_metric {metric!r} is not among eval_fn's results {sorted(res)}; "
+                             "set TrainConfig.eval_metric to one of them")
         hist.eval_steps.append(step)
         for k, v in res.items():
             hist.evals.setdefault(k, []).append(v)
@@ -353,10 +441,35 @@ def train(
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=cfg.steps, disable=not (cfg.progress and main), leave=False, desc="train")
+    # TQDM_DISABLE=1 (set by `make` under CI) silences the bar even when progress=True: fewer kernel messages.
+    no_bar = os.environ.get("TQDM_DISABLE", "").strip().lower() in {"1", "true", "yes"}
+    bar = tqdm(total=cfg.steps, disable=no_bar or not (cfg.progress and main), leave=False, desc="train")
     model.train()
     it = _batches_forever(batches)
     autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype is not None else contextlib.nullcontext
+    last_good = _LastGood(params)
+
+    def all_ranks(flag: bool) -> bool:
+        """True if ``flag`` is true on any rank (so every rank stops together, none waits forever)."""
+        if world == 1:
+            return flag
+        t = torch.tensor(float(flag), device=device)
+        dist.all_reduce(t)
+        return bool(t.item() > 0)
+
+    def diverged(step: int, what: str, value: float) -> FloatingPointError:
+        restored = last_good.restore_if_needed()
+        kept = (f"the weights of step {last_good.step} (the last with a finite loss) were put back, since the update "
+                "after it made them non-finite" if restored else
+                "the model keeps the weights this step started from, untouched by it")
+        good = (f"; the last finite loss was at step {last_good.step}"
+                if what == "loss" and last_good.step is not None and not restored else "")
+        err = FloatingPointError(
+            f"step {step}: the {what} is {value} (not finite), so training stopped before the update; {kept}{good}. "
+            f"Try a smaller lr (now {cfg.lr}), grad_clip (now {cfg.grad_clip}), or check the batch for NaN/inf inputs")
+        err.history = hist
+        return err
+
     try:
         for step in range(cfg.steps):
             batch = move_to(next(it), device)
@@ -366,8 +479,10 @@ def train(
             if not isinstance(out, dict) or "loss" not in out:
                 raise ValueError("step_fn must return a dict with a 'loss' entry")
             loss = out["loss"]
-            if loss.ndim != 0:
-                raise ValueError(f"the loss must be a scalar, got shape {tuple(loss.shape)}")
+            if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
+                raise ValueError(f"the loss must be a scalar tensor, got {tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__}")
+            if all_ranks(not bool(torch.isfinite(loss.detach()))):
+                raise diverged(step, "loss", float(loss.detach()))
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if world > 1 and not called[0]:  # the wrapper was bypassed: average the gradients ourselves
@@ -375,9 +490,15 @@ def train(
                     if p.grad is not None:
                         dist.all_reduce(p.grad)
                         p.grad /= world
-            if cfg.grad_clip is not None:
+            if not scaler.is_enabled():  # fp16's scaler skips overflowing steps itself
+                norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip is not None else math.inf)
+                if not bool(torch.isfinite(norm)):  # the same averaged gradients on every rank
+                    opt.zero_grad(set_to_none=True)
+                    raise diverged(step, "gradient norm", float(norm))
+            elif cfg.grad_clip is not None:
                 scaler.unscale_(opt)
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            last_good.take(step)
             scaler.step(opt)
             scaler.update()
             sched.step()
