@@ -1,6 +1,8 @@
-"""VL-BERT: geometry embedding, the packed sequence layout (P11), the start-as-BERT property of the
-zero-initialised visual LayerNorms, MLM/MRC losses, pixel vs feature masking, attentions (P12), the
-original key set, converters and input errors (P2, P8)."""
+"""VL-BERT (Su et al. 2020, section 3; jackroos/VL-BERT): geometry embedding, the packed sequence layout,
+the start-as-BERT property of the zero-initialised visual LayerNorms, the box contract (pixel xyxy,
+box 0 = [0, 0, W-1, H-1]), MLM / masked RoI classification / text-only MLM losses, pixel vs feature
+masking, the VQA head, input errors, the original key set, and the scene recipe (whole-word masking,
+own captions, the text-only corpus)."""
 
 from __future__ import annotations
 
@@ -10,20 +12,25 @@ import pytest
 import torch
 import transformers
 
-from vlp_course.models.blocks import TextEmbeddings, TransformerConfig
-from vlp_course.models.vlbert import (
-    VLBERTConfig,
-    VLBERTForPretraining,
-    expected_state_dict_keys,
-    from_original_state_dict,
-    geometry_embedding,
+from vlp_course.models.blocks import TextEmbeddings, TransformerConfig, VLOutput
+from vlp_course.models.convert import (
     load_bert_into_vlbert,
     load_original_checkpoint,
-    mask_regions_in_pixels,
     save_original_checkpoint,
+    vlbert_from_original,
+    vlbert_original_keys,
+    vlbert_to_original,
+)
+from vlp_course.models.vlbert import (
+    VLBERTConfig,
+    VLBERTForPreTraining,
+    VLBERTForQuestionAnswering,
+    check_pixel_boxes,
+    geometry_embedding,
+    mask_regions_in_pixels,
     sequence_layout,
-    to_original_state_dict,
     whole_image_boxes,
+    zero_box_pixels,
 )
 
 SMALL = dict(vocab_size=60, hidden_size=24, num_hidden_layers=2, num_attention_heads=3, intermediate_size=40,
@@ -37,7 +44,7 @@ def small(**kw) -> VLBERTConfig:
 
 def batch(cfg, B=2, T=6, R=3, W=64, H=48, seed=0):
     g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(1, cfg.vocab_size, (B, T), generator=g)
+    ids = torch.randint(5, cfg.vocab_size, (B, T), generator=g)
     x1 = torch.randint(0, 30, (B, R, 1), generator=g).float()
     y1 = torch.randint(0, 20, (B, R, 1), generator=g).float()
     boxes = torch.cat([x1, y1, x1 + 4 + torch.randint(0, 30, (B, R, 1), generator=g), y1 + 3 + torch.randint(0, 25, (B, R, 1), generator=g)], -1)
@@ -70,7 +77,7 @@ def test_geometry_embedding_rejects_bad_boxes():
 
 
 # ---------------------------------------------------------------------------------------------- layout
-def test_sequence_layout_p11():
+def test_sequence_layout_of_one_row():
     T, n = 5, 3  # [CLS] w w w [SEP], whole image + 2 regions
     lay = sequence_layout(torch.ones(1, T), torch.zeros(1, T, dtype=torch.long), torch.ones(1, n))
     assert lay.is_text[0].tolist() == [True] * 5 + [False] * 4
@@ -92,22 +99,24 @@ def test_sequence_layout_packs_padding_out():
     assert lay.is_end.tolist() == [[False] * 6 + [True], [False] * 5 + [True, False]]
 
 
-def test_model_layout_and_attentions_p12():
+
+def test_model_layout_and_attentions():
     cfg = small()
-    m = VLBERTForPretraining(cfg).eval()
+    m = VLBERTForPreTraining(cfg).eval()
     ids, feats, boxes, size = batch(cfg, B=2, T=6, R=3)
     out = m(ids, feats, boxes, size, output_attentions=True)
+    assert isinstance(out, VLOutput) and out.loss is None and out.losses == {}
     L = 6 + 4 + 1
-    assert out["sequence"].shape == (2, L, cfg.hidden_size)
-    assert len(out["attentions"]) == cfg.num_hidden_layers
-    assert all(a.shape == (2, cfg.num_attention_heads, L, L) for a in out["attentions"])
-    assert out["layout"].position_ids[0].tolist() == list(range(6)) + [6] * 4 + [7]
-    assert out["mlm_logits"].shape == (2, 6, cfg.vocab_size) and out["region_logits"].shape == (2, 4, cfg.visual_region_classes)
+    assert out.encoder["sequence"].shape == (2, L, cfg.hidden_size)
+    assert len(out.encoder["attentions"]) == cfg.num_hidden_layers
+    assert all(a.shape == (2, cfg.num_attention_heads, L, L) for a in out.encoder["attentions"])
+    assert out.encoder["layout"].position_ids[0].tolist() == list(range(6)) + [6] * 4 + [7]
+    assert out.logits["mlm"].shape == (2, 6, cfg.vocab_size) and out.logits["mrc"].shape == (2, 4, cfg.visual_region_classes)
 
 
 def test_padding_is_invisible():
     cfg = small()
-    m = VLBERTForPretraining(cfg).eval()
+    m = VLBERTForPreTraining(cfg).eval()
     ids, feats, boxes, size = batch(cfg, B=1, T=5, R=2)
     a = m(ids, feats, boxes, size)
     ids2 = torch.cat([ids, torch.zeros(1, 2, dtype=torch.long)], 1)
@@ -115,15 +124,15 @@ def test_padding_is_invisible():
     f2 = torch.cat([feats, torch.rand(1, 1, cfg.visual_feature_size)], 1)
     b2 = torch.cat([boxes, torch.tensor([[[0.0, 0, 5, 5]]])], 1)
     rm = torch.tensor([[1, 1, 1, 0]])
-    b = m(ids2, f2, b2, size, text_mask=tm, region_mask=rm)
-    assert torch.allclose(a["mlm_logits"], b["mlm_logits"][:, :5], atol=1e-5)
-    assert torch.allclose(a["region_logits"], b["region_logits"][:, :3], atol=1e-5)
+    b = m(ids2, f2, b2, size, attention_mask=tm, visual_attention_mask=rm)
+    assert torch.allclose(a.logits["mlm"], b.logits["mlm"][:, :5], atol=1e-5)
+    assert torch.allclose(a.logits["mrc"], b.logits["mrc"][:, :3], atol=1e-5)
 
 
 # ---------------------------------------------------------------------------------------------- starts as BERT
 def test_zero_visual_layernorms_make_it_bert():
     cfg = small()
-    m = VLBERTForPretraining(cfg).eval()
+    m = VLBERTForPreTraining(cfg).eval()
     assert float(m.vlbert.visual_ln_text.weight.detach().abs().max()) == 0.0 and float(m.vlbert.visual_ln_object.weight.detach().abs().max()) == 0.0
     ids, feats, boxes, size = batch(cfg, B=2, T=6, R=3)
     types = torch.tensor([[0, 0, 0, 1, 1, 1], [0] * 6])
@@ -142,12 +151,12 @@ def test_zero_visual_layernorms_make_it_bert():
     # and the whole model ignores the image: other features and boxes give the same outputs
     a = m(ids, feats, boxes, size)
     b = m(ids, torch.rand_like(feats) * 5, torch.cat([boxes[:, :1], boxes[:, 1:] // 2], 1), size)
-    assert torch.allclose(a["mlm_logits"], b["mlm_logits"], atol=1e-5)
+    assert torch.allclose(a.logits["mlm"], b.logits["mlm"], atol=1e-5)
     # once the LayerNorm weights are non-zero, it does not
     with torch.no_grad():
         m.vlbert.visual_ln_text.weight.fill_(1.0)
     c = m(ids, torch.rand_like(feats) * 5, boxes, size)
-    assert not torch.allclose(m(ids, feats, boxes, size)["mlm_logits"], c["mlm_logits"], atol=1e-3)
+    assert not torch.allclose(m(ids, feats, boxes, size).logits["mlm"], c.logits["mlm"], atol=1e-3)
 
 
 def test_bert_weights_load_into_the_text_side():
@@ -155,7 +164,7 @@ def test_bert_weights_load_into_the_text_side():
     hf = transformers.BertModel(transformers.BertConfig(vocab_size=cfg.vocab_size, hidden_size=24, num_hidden_layers=2,
                                                         num_attention_heads=3, intermediate_size=40,
                                                         max_position_embeddings=40, type_vocab_size=2)).eval()
-    m = VLBERTForPretraining(cfg).eval()
+    m = VLBERTForPreTraining(cfg).eval()
     row2 = m.vlbert.token_type_embeddings.weight[2].clone()
     load_bert_into_vlbert(m, hf.state_dict())
     assert torch.equal(m.vlbert.token_type_embeddings.weight[:2], hf.embeddings.token_type_embeddings.weight)
@@ -172,29 +181,75 @@ def test_bert_weights_load_into_the_text_side():
     assert torch.allclose(ref_emb[:, :7], hf.embeddings(ids), atol=1e-6)
 
 
+# ---------------------------------------------------------------------------------------------- box contract
+def test_whole_image_box_is_w_minus_one_by_h_minus_one():
+    assert whole_image_boxes(2, 64, 48).tolist() == [[[0.0, 0.0, 63.0, 47.0]]] * 2  # conceptual_captions.py: w0 - 1, h0 - 1
+
+
+def test_box_contract():
+    size = (64, 48)
+    good = torch.tensor([[[0.0, 0, 63, 47], [3, 4, 20, 30]]])
+    assert check_pixel_boxes(good, size).tolist() == [[64.0, 48.0]]
+    check_pixel_boxes(torch.tensor([[[0.0, 0, 64, 48], [3, 4, 20, 30]]]), size)  # [0, 0, W, H]: within 1 px
+    with pytest.raises(ValueError, match=">= 0"):
+        check_pixel_boxes(torch.tensor([[[0.0, 0, 63, 47], [-2, 4, 20, 30]]]), size)
+    normalised = torch.tensor([[[0.0, 0, 1, 1], [0.1, 0.2, 0.5, 0.6]]])
+    with pytest.raises(ValueError, match="normalised twice"):
+        check_pixel_boxes(normalised, size)
+    with pytest.raises(ValueError, match="box 0 must be the whole image"):
+        check_pixel_boxes(torch.tensor([[[0.0, 0, 61, 47], [3, 4, 20, 30]]]), size)  # 2 px short
+    with pytest.raises(ValueError, match="box 0 must be the whole image"):
+        check_pixel_boxes(torch.tensor([[[3.0, 4, 20, 30], [0, 0, 63, 47]]]), size)  # whole image not first
+    with pytest.raises(ValueError, match="inside the image"):
+        check_pixel_boxes(torch.tensor([[[0.0, 0, 63, 47], [3, 4, 70, 30]]]), size)
+    # the model refuses the same, before any compute
+    cfg = small()
+    m = VLBERTForPreTraining(cfg)
+    ids, feats, boxes, _ = batch(cfg, B=1, R=1)
+    with pytest.raises(ValueError, match="normalised twice"):
+        m(ids, feats, boxes / torch.tensor([64.0, 48, 64, 48]), (64, 48))
+
+
 # ---------------------------------------------------------------------------------------------- losses & masking
 def test_losses_and_no_nan_without_masked_regions():
     cfg = small()
-    m = VLBERTForPretraining(cfg)
+    m = VLBERTForPreTraining(cfg)
     ids, feats, boxes, size = batch(cfg)
     N = feats.shape[1]
     targets = torch.softmax(torch.randn(2, N, cfg.visual_region_classes), -1)
     none = torch.zeros(2, N, dtype=torch.bool)
-    out = m(ids, feats, boxes, size, masked_regions=none, region_targets=targets, masked_lm_labels=torch.full_like(ids, -100))
-    assert out["mrc_loss"].item() == 0.0 and out["mlm_loss"].item() == 0.0
-    out["loss"].backward()
+    out = m(ids, feats, boxes, size, masked_regions=none, region_targets=targets, mlm_labels=torch.full_like(ids, -100))
+    assert out.losses["mrc"].item() == 0.0 and out.losses["mlm"].item() == 0.0
+    out.loss.backward()
     assert all(torch.isfinite(p.grad).all() for p in m.parameters() if p.grad is not None)
     sel = none.clone()
     sel[0, 2] = sel[1, 1] = True
     out = m.eval()(ids, feats, boxes, size, masked_regions=sel, region_targets=targets)
-    logp = out["region_logits"].log_softmax(-1)
+    logp = out.logits["mrc"].log_softmax(-1)
     expected = -((targets[0, 2] * logp[0, 2]).sum() + (targets[1, 1] * logp[1, 1]).sum()) / 2
-    assert math.isclose(out["mrc_loss"].item(), expected.item(), rel_tol=1e-5)
+    assert math.isclose(out.losses["mrc"].item(), expected.item(), rel_tol=1e-5)
+
+
+def test_kept_regions_are_predicted_but_not_hidden():
+    """masked_regions = the regions classified; hidden_regions = the 90% whose input is replaced."""
+    cfg = small()
+    m = VLBERTForPreTraining(cfg).eval()
+    with torch.no_grad():
+        m.vlbert.visual_ln_object.weight.fill_(1.0)
+    ids, feats, boxes, size = batch(cfg)
+    targets = torch.softmax(torch.randn(2, 4, cfg.visual_region_classes), -1)
+    sel = torch.zeros(2, 4, dtype=torch.bool)
+    sel[:, 1] = True
+    kept = m(ids, feats, boxes, size, masked_regions=sel, hidden_regions=torch.zeros_like(sel), region_targets=targets)
+    plain = m(ids, feats, boxes, size)
+    assert torch.allclose(kept.logits["mrc"], plain.logits["mrc"], atol=1e-6)  # input unchanged
+    hidden = m(ids, feats, boxes, size, masked_regions=sel, region_targets=targets)  # hidden defaults to masked
+    assert not torch.allclose(hidden.logits["mrc"][:, 1], plain.logits["mrc"][:, 1], atol=1e-3)
 
 
 def test_feature_masking_uses_mask_embeddings():
     cfg = small()
-    m = VLBERTForPretraining(cfg).eval()
+    m = VLBERTForPreTraining(cfg).eval()
     with torch.no_grad():
         m.vlbert.visual_ln_object.weight.fill_(1.0)
         m.vlbert.visual_ln_text.weight.fill_(1.0)
@@ -205,49 +260,108 @@ def test_feature_masking_uses_mask_embeddings():
     f2 = feats.clone()
     f2[:, 1] = torch.rand(2, cfg.visual_feature_size) * 9
     b = m(ids, f2, boxes, size, masked_regions=sel)  # the masked feature is never seen
-    assert torch.allclose(a["mlm_logits"], b["mlm_logits"], atol=1e-5)
+    assert torch.allclose(a.logits["mlm"], b.logits["mlm"], atol=1e-5)
     c = m(ids, f2, boxes, size, masked_regions=sel, region_masking="pixels")  # pixels mode: the caller's feature is used
-    assert float((a["objects"][:, 1] - c["objects"][:, 1]).detach().abs().max()) > 1e-3
+    assert float((a.encoder["objects"][:, 1] - c.encoder["objects"][:, 1]).detach().abs().max()) > 1e-3
     with pytest.raises(ValueError, match="never masked"):
         m(ids, feats, boxes, size, masked_regions=torch.ones_like(sel))
 
 
+def test_zero_box_pixels_includes_both_ends():
+    """``image[:, int(y1):int(y2) + 1, int(x1):int(x2) + 1] = 0`` (conceptual_captions.py), counted by hand."""
+    img = torch.ones(1, 1, 10, 10)
+    out = zero_box_pixels(img, torch.tensor([[[2.0, 3.0, 6.0, 4.0]]]), torch.tensor([[True]]))
+    assert int((out == 0).sum()) == 5 * 2  # columns 2..6, rows 3..4
+    assert out[0, 0, 3, 6] == 0 and out[0, 0, 4, 2] == 0 and out[0, 0, 3, 7] == 1 and out[0, 0, 5, 2] == 1
+    out = zero_box_pixels(img, torch.tensor([[[1.7, 0.2, 3.9, 2.5]]]), torch.tensor([[True]]))
+    assert int((out == 0).sum()) == 3 * 3  # int() truncates: columns 1..3, rows 0..2
+    out = zero_box_pixels(img, torch.tensor([[[0.0, 0.0, 9.0, 9.0], [1.0, 1.0, 2.0, 2.0]]]), torch.tensor([[False, False]]))
+    assert torch.equal(out, img)
+    with pytest.raises(ValueError, match=">= 0"):
+        zero_box_pixels(img, torch.tensor([[[-1.0, 0.0, 2.0, 2.0]]]), torch.tensor([[True]]))
+
+
 def test_pixel_masking_hides_region_from_whole_image_feature():
     images = torch.rand(1, 3, 16, 16)
-    boxes = torch.tensor([[[0.0, 0, 16, 16], [2.0, 2, 6, 6], [10.0, 10, 14, 14]]])
-    detector = lambda img, bx: torch.stack([img[:, :, int(b[1]):int(b[3]), int(b[0]):int(b[2])].sum((1, 2, 3)) for b in bx[0]], 1)[..., None]  # noqa: E731
+    boxes = torch.tensor([[[0.0, 0, 15, 15], [2.0, 2, 6, 6], [10.0, 10, 14, 14]]])
+
+    def detector(img, bx):  # the sum of each box's pixels, both ends included
+        return torch.stack([img[:, :, int(b[1]):int(b[3]) + 1, int(b[0]):int(b[2]) + 1].sum((1, 2, 3)) for b in bx[0]], 1)[..., None]
+
     sel = torch.tensor([[False, True, False]])
     feats = mask_regions_in_pixels(images, boxes, sel, detector)
     plain = detector(images, boxes)
     assert feats[0, 1, 0].item() == 0.0
     assert math.isclose(feats[0, 0, 0].item(), plain[0, 0, 0].item() - plain[0, 1, 0].item(), rel_tol=1e-5)
     assert feats[0, 2, 0].item() == plain[0, 2, 0].item()
+    with pytest.raises(ValueError, match="never masked"):
+        mask_regions_in_pixels(images, boxes, torch.tensor([[True, False, False]]), detector)
 
 
-def test_text_only_batch_uses_aux_embedding():
+def test_text_only_rows_have_no_image_and_their_own_mlm_loss():
     cfg = small()
-    m = VLBERTForPretraining(cfg).eval()
-    ids = torch.randint(0, cfg.vocab_size, (2, 5))
-    out = m(ids, None, None)
-    assert out["sequence"].shape == (2, 6, cfg.hidden_size)  # text + [END]
-    assert out["layout"].token_type_ids[0].tolist() == [0] * 5 + [2]
+    m = VLBERTForPreTraining(cfg).eval()
+    with torch.no_grad():  # let the image matter, so its absence is visible
+        m.vlbert.visual_ln_text.weight.fill_(1.0)
+        m.vlbert.visual_ln_object.weight.fill_(1.0)
+    ids, feats, boxes, size = batch(cfg)
+    g = torch.Generator().manual_seed(1)
+    text = torch.randint(5, cfg.vocab_size, (3, 7), generator=g)
+    labels = torch.full_like(text, -100)
+    labels[0, 2], labels[2, 5] = 11, 12
+    a = m(ids, feats, boxes, size, text_only_ids=text, text_only_mlm_labels=labels)
+    b = m(ids, torch.rand_like(feats) * 4, boxes, size, text_only_ids=text, text_only_mlm_labels=labels)
+    assert set(a.losses) == {"mlm_text"} and a.logits["mlm_text"].shape == (3, 7, cfg.vocab_size)
+    assert torch.allclose(a.logits["mlm_text"], b.logits["mlm_text"], atol=1e-6)  # no image in the text-only rows
+    assert not torch.allclose(a.logits["mlm"], b.logits["mlm"], atol=1e-3)  # while the caption rows see it
+    lay = a.encoder["text_only"]["layout"]
+    assert lay.is_object.sum() == 0 and lay.token_type_ids[0].tolist() == [0] * 7 + [2]  # words, then [END]
+    # the words' visual embedding is aux_text_visual_embedding: the same rows through the encoder by hand
+    w = m.aux_text_visual_embedding.weight[0].expand(3, 7, -1)
+    ref = m.vlbert(text, torch.zeros_like(text), torch.ones_like(text), w, torch.zeros(3, 0, 24), torch.zeros(3, 0, 24),
+                   torch.zeros(3, 0))
+    logp = m.vlbert.mlm_head(ref["text"]).log_softmax(-1)
+    expected = -(logp[0, 2, 11] + logp[2, 5, 12]) / 2
+    assert math.isclose(a.losses["mlm_text"].item(), expected.item(), rel_tol=1e-5)
 
 
 # ---------------------------------------------------------------------------------------------- errors
 def test_input_errors():
     cfg = small()
-    m = VLBERTForPretraining(cfg)
+    m = VLBERTForPreTraining(cfg)
     ids, feats, boxes, size = batch(cfg)
     with pytest.raises(ValueError, match=r"width 2048.*visual_feature_size = 10"):
         m(ids, torch.rand(2, 4, 2048), boxes, size)
     with pytest.raises(ValueError, match="batch mismatch"):
         m(ids[:1], feats, boxes, size)
+    with pytest.raises(ValueError, match="integer token ids"):
+        m(ids.float(), feats, boxes, size)
+    with pytest.raises(ValueError, match="no tokens"):
+        m(ids[:, :0], feats, boxes, size)
+    with pytest.raises(ValueError, match=r"dtype torch.float64 but the model's weights are torch.float32"):
+        m(ids, feats.double(), boxes, size)
+    nan = feats.clone()
+    nan[1, 2, 3] = float("nan")
+    with pytest.raises(ValueError, match="finite"):
+        m(ids, nan, boxes, size)
+    with pytest.raises(ValueError, match="first token"):
+        m(ids, feats, boxes, size, attention_mask=torch.tensor([[0, 1, 1, 1, 1, 1], [1] * 6]))
+    with pytest.raises(ValueError, match="segment"):
+        m(ids, feats, boxes, size, token_type_ids=torch.full_like(ids, 2))
     bad = boxes.clone()
     bad[0, 1, 2] = bad[0, 1, 0] - 1
     with pytest.raises(ValueError, match="x2 >= x1"):
         m(ids, feats, bad, size)
+    bad = boxes.clone()
+    bad[0, 1] = torch.tensor([10.0, 10, 90, 20])
     with pytest.raises(ValueError, match="inside the image"):
-        m(ids, feats, boxes * 3, size)
+        m(ids, feats, bad, size)
+    with pytest.raises(ValueError, match="mlm_labels must have shape"):
+        m(ids, feats, boxes, size, mlm_labels=torch.zeros(2, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match="region_targets must have shape"):
+        m(ids, feats, boxes, size, masked_regions=torch.zeros(2, 4, dtype=torch.bool), region_targets=torch.zeros(2, 4, 3))
+    with pytest.raises(ValueError, match="no tokens"):
+        m(ids, feats, boxes, size, text_only_ids=torch.zeros(2, 0, dtype=torch.long))
     with pytest.raises(ValueError, match="type_vocab_size >= 3"):
         small(type_vocab_size=2)
 
@@ -255,9 +369,9 @@ def test_input_errors():
 # ---------------------------------------------------------------------------------------------- checkpoints
 def test_full_size_key_set_on_meta():
     with torch.device("meta"):
-        m = VLBERTForPretraining(VLBERTConfig())
+        m = VLBERTForPreTraining(VLBERTConfig())
     sd = m.state_dict()
-    exp = expected_state_dict_keys()
+    exp = vlbert_original_keys()
     assert set(sd) == set(exp) and len(exp) == len(set(exp)) == 218
     assert tuple(sd["image_feature_extractor.obj_downsample.1.weight"].shape) == (768, 4096)
     assert tuple(sd["vlbert.token_type_embeddings.weight"].shape) == (3, 768)
@@ -266,43 +380,123 @@ def test_full_size_key_set_on_meta():
     assert tuple(sd["vlbert.mvrc_head.region_cls_pred.weight"].shape) == (1601, 768)
 
 
-def test_strict_load_strips_module_and_drops_e2e_detector(tmp_path):
+def test_original_checkpoint_round_trip(tmp_path):
     cfg = small()
-    src = VLBERTForPretraining(cfg)
-    orig = to_original_state_dict(src.state_dict())
+    src = VLBERTForPreTraining(cfg)
+    orig = vlbert_to_original(src.state_dict())
     assert all(k.startswith("module.") for k in orig)
-    assert {k[len("module."):] for k in orig} == set(expected_state_dict_keys(cfg))
+    assert {k[len("module."):] for k in orig} == set(vlbert_original_keys(cfg))
     ckpt = {"state_dict": {**orig, "module.image_feature_extractor.backbone.conv1.weight": torch.zeros(2)}, "optimizer": {}}
-    dst = VLBERTForPretraining(cfg)
-    assert load_original_checkpoint(dst, ckpt) == ([], [])
-    for k, v in src.state_dict().items():
-        assert torch.equal(dst.state_dict()[k], v), k
+    assert set(vlbert_from_original(ckpt)) == set(src.state_dict())  # module. stripped, the e2e detector dropped
     path = tmp_path / "vlbert.safetensors"
     save_original_checkpoint(src, path)
-    dst2 = VLBERTForPretraining(cfg).eval()
-    load_original_checkpoint(dst2, path)
+    dst = VLBERTForPreTraining(cfg).eval()
+    load_original_checkpoint(dst, path)
     ids, feats, boxes, size = batch(cfg)
-    assert torch.allclose(src.eval()(ids, feats, boxes, size)["mlm_logits"], dst2(ids, feats, boxes, size)["mlm_logits"])
-    assert dst2.vlbert.mlm_head.predictions.decoder.weight is dst2.vlbert.word_embeddings.weight
-    back = to_original_state_dict(from_original_state_dict(orig))
-    assert all(torch.equal(back[k], orig[k]) for k in orig)
-    with pytest.raises(ValueError, match="missing"):
-        load_original_checkpoint(VLBERTForPretraining(small(with_pooler=True)), orig)
+    assert torch.allclose(src.eval()(ids, feats, boxes, size).logits["mlm"], dst(ids, feats, boxes, size).logits["mlm"])
+    assert dst.vlbert.mlm_head.predictions.decoder.weight is dst.vlbert.word_embeddings.weight
 
 
+# ---------------------------------------------------------------------------------------------- VQA
 def test_vqa_head_reads_the_answer_mask():
-    from vlp_course.models.vlbert import VLBERTForVQA
-
     cfg = small()
-    m = VLBERTForVQA(cfg, num_answers=5).eval()
+    m = VLBERTForQuestionAnswering(cfg, num_answers=5).eval()
     assert {"final_mlp.0.dense.weight", "final_mlp.0.LayerNorm.weight", "final_mlp.2.weight"} <= set(m.state_dict())
     ids, feats, boxes, size = batch(cfg)
     pos = torch.tensor([3, 4])
     scores = torch.zeros(2, 5)
     scores[:, 1] = 1.0
-    out = m.vqa(ids, feats, boxes, size, pos, soft_scores=scores)
-    text = m(ids, feats, boxes, size)["text"]
-    assert torch.allclose(out["logits"], m.final_mlp(text[torch.arange(2), pos]), atol=1e-6)
-    assert torch.isfinite(out["loss"])
-    with pytest.raises(ValueError, match="answer_positions"):
-        m.vqa(ids, feats, boxes, size, torch.tensor([3, 99]))
+    out = m(ids, feats, boxes, size, pos, soft_scores=scores)
+    text = m.encode(ids, feats, boxes, size)["text"]
+    assert torch.allclose(out.logits["vqa"], m.final_mlp(text[torch.arange(2), pos]), atol=1e-6)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(out.logits["vqa"], scores) * 5
+    assert math.isclose(out.losses["vqa"].item(), expected.item(), rel_tol=1e-6) and torch.equal(out.loss, out.losses["vqa"])
+    with pytest.raises(ValueError, match="inside the text"):
+        m(ids, feats, boxes, size, torch.tensor([3, 99]))
+    with pytest.raises(ValueError, match="inside the text"):
+        m(ids, feats, boxes, size, torch.tensor([-1, 2]))
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]])
+    with pytest.raises(ValueError, match=r"answer_positions\[1\] = 4 points at padding"):
+        m(ids, feats, boxes, size, pos, attention_mask=mask)
+    with pytest.raises(ValueError, match="integer indices"):
+        m(ids, feats, boxes, size, pos.float())
+
+
+# ---------------------------------------------------------------------------------------------- the recipe
+def test_whole_word_masking_one_decision_per_word():
+    """random_word_wwm: a selected word's pieces are all [MASK], all random, or all kept (one draw per word)."""
+    from vlp_course.recipes.vlbert import mask_whole_words
+
+    B, T, V, MASK_ID = 4000, 6, 50, 4
+    ids = torch.randint(5, V, (B, T), generator=torch.Generator().manual_seed(0))
+    word_ids = torch.tensor([-1, 0, 0, 1, 1, -1]).expand(B, T)  # [CLS] w0 w0 w1 w1 [SEP]
+    masked, labels = mask_whole_words(ids, word_ids, V, MASK_ID, special_token_ids=range(5),
+                                      generator=torch.Generator().manual_seed(1))
+    sel = labels != -100
+    assert not sel[:, [0, 5]].any()
+    assert torch.equal(sel[:, 1], sel[:, 2]) and torch.equal(sel[:, 3], sel[:, 4])  # whole words
+    assert torch.equal(labels[sel], ids[sel])
+    rate = sel[:, 1].float().mean()
+    assert abs(float(rate) - 0.15) < 4 * math.sqrt(0.15 * 0.85 / B)
+    w = sel[:, 1]
+    is_mask = masked[w][:, 1:3] == MASK_ID
+    assert torch.equal(is_mask[:, 0], is_mask[:, 1])  # both pieces [MASK] or neither
+    changed = masked[w][:, 1:3] != ids[w][:, 1:3]
+    kept = ~changed.any(1)
+    n = int(w.sum())
+    assert abs(float(is_mask[:, 0].float().mean()) - 0.8) < 4 * math.sqrt(0.16 / n)
+    assert abs(float(kept.float().mean()) - 0.1) < 4 * math.sqrt(0.09 / n) + 2 / V  # a random piece may equal the original
+
+
+@pytest.fixture(scope="module")
+def scene_adapter():
+    from vlp_course.data.vl_tensors import build_scene_tensors
+    from vlp_course.recipes.base import Recipe
+    from vlp_course.recipes.vlbert import VLBERTAdapter
+
+    st = build_scene_tensors(120, seed=3, n_test=20, vqa_mask_token="segment")
+    return VLBERTAdapter(st, Recipe(kind="vlbert", n_images=120, n_test=20, seed=3))
+
+
+def test_recipe_pairs_every_image_with_its_own_caption(scene_adapter):
+    sm = scene_adapter
+    b = sm.st.pretrain_batch(0, 64)
+    assert (b["is_matched"] == 0).any()
+    ids, mask = sm.own_captions(b, torch.Generator().manual_seed(0))
+    owners = {}
+    for r, i in zip(sm.st.cap_ids, sm.st.cap_image):
+        owners.setdefault(tuple(r.tolist()), set()).add(int(i))
+    assert all(int(img) in owners[tuple(row.tolist())] for row, img in zip(ids, b["image"]))
+    m = b["is_matched"].bool()
+    assert torch.equal(ids[m], b["input_ids"][m]) and torch.equal(mask[m], b["attention_mask"][m])
+
+
+def test_recipe_text_only_corpus_is_english_in_the_scene_vocabulary(scene_adapter):
+    sm = scene_adapter
+    corpus = sm.text_only
+    assert corpus.shape[1] == sm.text_only_length and len(corpus) > 2000
+    words = sm.st.vocab.decode(corpus[:50].flatten().tolist())
+    assert words.count("the") > 20 and 0.4 < words.count("[UNK]") / len(words) < 0.95
+    ids, mask, labels = sm.text_only_batch(512, torch.Generator().manual_seed(0))
+    chosen = labels != -100
+    assert not (labels[chosen] == sm.st.ids["[UNK]"]).any()  # unknown words are never targets
+    known = (labels.numel() - (ids == sm.st.ids["[UNK]"]).sum())  # [MASK] or random replacements count as known
+    assert 0.05 < float(chosen.sum() / known) < 0.3
+
+
+def test_recipe_step_runs_mlm_mrc_and_mlm_text(scene_adapter):
+    sm = scene_adapter
+    torch.manual_seed(0)
+    model = sm.pretraining_model()
+    b = sm.st.pretrain_batch(0, 16)
+    a = sm.pretrain_step(model, b, torch.Generator().manual_seed(4))
+    again = sm.pretrain_step(model, b, torch.Generator().manual_seed(4))
+    assert set(a.losses) == {"mlm", "mrc", "mlm_text"}
+    assert all(torch.equal(a.losses[k], again.losses[k]) for k in a.losses)  # same generator seed, same step
+    assert a.logits["mlm_text"].shape == (8, sm.text_only_length, len(sm.st.vocab))
+    lay = a.encoder["layout"]
+    S = sm.st.image_size
+    # region 0 of every row is the whole image [0, 0, W-1, H-1]
+    feats, boxes, rmask = sm.regions(b)
+    assert boxes[:, 0].tolist() == [[0.0, 0.0, S - 1.0, S - 1.0]] * 16 and (rmask[:, 0] == 1).all()
+    assert lay.is_object.sum(1).tolist() == rmask.sum(1).tolist()

@@ -7,15 +7,14 @@
 # embedding* — the region's appearance concatenated with a sin/cos embedding of its box, through
 # Dropout, Linear and ReLU. Two LayerNorms whose weights start at **zero** add the visual embedding
 # to the words and to the regions, so the untrained model is exactly BERT and learns to fade the image
-# in. It is pretrained with masked words (with visual clues) and masked RoI classification (with
-# linguistic clues) — and **without** image–text matching, which the authors dropped because it made
-# downstream results worse. This notebook builds it with the original parameter names
+# in. It is pretrained with masked words (with visual clues), masked RoI classification (with
+# linguistic clues) and masked words on a text-only corpus — and **without** image–text matching,
+# which the authors dropped because it made downstream results worse (paper section 3.2, Table 4). This notebook builds it with the original parameter names
 # (`vlp_course.models.vlbert`), checks the layout and the start-as-BERT property, pretrains it briefly
 # on the scenes, measures why masking RoIs *in the pixels* matters, loads a checkpoint pretrained for
 # longer, and fine-tunes it on VQA against a question-only baseline.
 
 # %%
-import inspect
 import json
 import time
 
@@ -23,13 +22,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from vlp_course.models.scene_checkpoints import (
-    Recipe, adapter, evaluate_pretraining, load_scene_checkpoint, pretrain, scene_tensors,
-    vqa_against_question_only,
-)
+from vlp_course.models.convert import vlbert_original_keys
 from vlp_course.models.vlbert import (
-    VLBERTConfig, VLBERTForPretraining, expected_state_dict_keys, geometry_embedding, sequence_layout, whole_image_boxes,
+    VLBERTConfig, VLBERTForPreTraining, geometry_embedding, sequence_layout, whole_image_boxes, zero_box_pixels,
 )
+from vlp_course.pretraining.regions import ZERO, mask_regions
+from vlp_course.recipes import run, shipped
+from vlp_course.recipes.base import Recipe, scene_tensors
 
 T0 = time.perf_counter()
 CFG = dict(
@@ -56,11 +55,11 @@ for tok, seg, pos in zip(tokens, lay.token_type_ids[0].tolist(), lay.position_id
 assert lay.position_ids[0].tolist() == [0, 1, 2, 3, 4, 5, 5, 5, 6] and lay.token_type_ids[0].tolist() == [0] * 5 + [2] * 4
 
 with torch.device("meta"):
-    full = VLBERTForPretraining(VLBERTConfig())
+    full = VLBERTForPreTraining(VLBERTConfig())
 keys = list(full.state_dict())
 print(f"VL-BERT-base (precomputed features, pretraining heads): {sum(p.numel() for p in full.parameters()) / 1e6:.1f} M parameters, "
       f"{len(keys)} keys, e.g. {[k for k in keys if not k.startswith('vlbert.encoder')][:8]}")
-assert set(keys) == set(expected_state_dict_keys())
+assert set(keys) == set(vlbert_original_keys())
 
 # %% [markdown]
 # ## 2. The geometry embedding
@@ -84,12 +83,15 @@ plt.show()
 #
 # As in notebooks 10 to 12, each region's feature is an *oracle* (the one-hot shape, colour and size
 # of a ground-truth object plus noise) and the detector's class scores are a softmax of noisy one-hot
-# scores. Region 0 is the whole image, with box `[0, 0, W, H]`; its feature is the mean of the
-# regions' (during pretraining, of the *unmasked* regions, as VL-BERT does with precomputed features).
+# scores. Region 0 is the whole image, with box `[0, 0, W−1, H−1]` in pixels (VL-BERT's datasets
+# add it so); its feature is the mean of the regions' (during pretraining, of the regions that are
+# not hidden, as VL-BERT does with precomputed features). The model refuses boxes that break this
+# contract: negative coordinates, boxes already normalised to [0, 1], or a box 0 that is not the
+# whole image.
 
 # %%
 st = scene_tensors(recipe)
-sm = adapter(st, recipe)
+sm = shipped.adapter(st, recipe)
 W = st.image_size
 feats, boxes, rmask = sm.regions({"image": torch.arange(4)})
 print("features", tuple(feats.shape), "boxes", tuple(boxes.shape), "| image 0, box 0:", boxes[0, 0].tolist())
@@ -108,28 +110,77 @@ model = sm.pretraining_model()
 print(f"{sum(p.numel() for p in model.parameters()):,} parameters")
 ids, tmask = st.cap_ids[:4], st.cap_mask[:4]
 with torch.no_grad():
-    a = model.eval()(ids, feats, boxes, (W, W), text_mask=tmask, region_mask=rmask)
-    b = model(ids, feats.flip(0), boxes, (W, W), text_mask=tmask, region_mask=rmask)
-gap = float((a["mlm_logits"] - b["mlm_logits"]).abs().max())
+    a = model.eval()(ids, feats, boxes, (W, W), attention_mask=tmask, visual_attention_mask=rmask)
+    b = model(ids, feats.flip(0), boxes, (W, W), attention_mask=tmask, visual_attention_mask=rmask)
+gap = float((a.logits["mlm"] - b.logits["mlm"]).abs().max())
 print(f"largest change of the MLM scores when the images are swapped: {gap:.2e}")
 assert gap < 1e-4
 
 # %% [markdown]
-# ## 5. Pretraining: MLM with visual clues, masked RoI classification with linguistic clues
+# ## 5. Pretraining: MLM with visual clues, masked RoI classification with linguistic clues, text-only MLM
 #
-# 15% of the words and 15% of the regions (never region 0) are selected; a selected region is
-# hidden with probability 0.9: its [IMG] token becomes `object_mask_word_embedding` and its
-# appearance `object_mask_visual_embedding`. The model predicts the detector's class scores of every
-# selected region (soft cross-entropy). No image-text matching: every caption is the image's own.
+# One step, in order:
+#
+# 1. **pair** — every image with one of its *own* captions: there is no matching task, so the
+#    sampler's swapped captions are replaced by a caption of the image;
+# 2. **mask words** — *whole words*, as the original's `random_word_wwm`: 15% of the words, each with
+#    one 80/10/10 decision for all its pieces (the scene vocabulary has one token per word);
+# 3. **lay out regions** — region 0 = the whole image, then the regions;
+# 4. **mask regions** — 15% of the real regions (never region 0); 90% of those are hidden: the [IMG]
+#    token becomes `object_mask_word_embedding`, the appearance `object_mask_visual_embedding`, and the
+#    whole-image feature is recomputed without them; the model predicts the detector's class scores
+#    of every selected region (soft cross-entropy);
+# 5. **the text-only corpus** — VL-BERT trains, in the same step, MLM on text-only sentences
+#    (BooksCorpus and English Wikipedia; no image: the words get a learned `aux_text_visual_embedding`)
+#    so that it keeps BERT's language on long, varied sentences. Offline we have no such corpus; the
+#    stand-in is **real English news text** (the Lee corpus that ships with gensim) **in the scene
+#    vocabulary**: the scene words it contains ("the", "of", "in", "on", "one", "red", "left", …) keep
+#    their ids and every other word becomes `[UNK]` — about three words in four. `[UNK]` is never a
+#    target, so `mlm_text` is the prediction of the scene words from the English around them;
+# 6. **model → losses** — `mlm`, `mrc`, `mlm_text`.
+#
+# Written out (the package's `VLBERTAdapter.pretrain_step` is the same code; the check below ties them):
 
 # %%
-print(inspect.getsource(type(sm).pretrain_losses))
+print("a text-only row:", " ".join(st.vocab.decode(sm.text_only[7].tolist())))
+
+
+def vlbert_pretrain_step(model, batch, generator):
+    # 1. pair: the image's own caption
+    input_ids, attention_mask = sm.own_captions(batch, generator)
+    # 2. mask words: whole words, one 80/10/10 decision per word
+    input_ids, mlm_labels = sm.mask_words({"input_ids": input_ids, "attention_mask": attention_mask}, generator)
+    # 3. lay out regions: region 0 = the whole image
+    visual_feats, boxes, visual_attention_mask = sm.regions(batch)
+    # 4. mask regions: select 15%, hide 90% of those; the whole image = the mean of the regions not hidden
+    reg = mask_regions(visual_feats, scheme="vlbert", region_mask=visual_attention_mask, num_global=1, generator=generator)
+    hidden = reg.actions == ZERO
+    keep = (visual_attention_mask[:, 1:].bool() & ~hidden[:, 1:]).to(visual_feats.dtype)[..., None]
+    visual_feats = visual_feats.clone()
+    visual_feats[:, 0] = (visual_feats[:, 1:] * keep).sum(1) / keep.sum(1).clamp(min=1)
+    det = sm.take("det_probs", batch)  # (B, N, C) the detector's class scores: the targets
+    region_targets = torch.cat([torch.zeros_like(det[:, :1]), det], 1)  # none for region 0
+    # 5. the text-only rows (half as many as captions), whole-word masked, [UNK] never a target
+    text_ids, text_mask, text_labels = sm.text_only_batch(max(1, round(sm.text_only_share * len(input_ids))), generator)
+    # 6. model -> losses
+    return model(input_ids, visual_feats, boxes, (W, W), attention_mask=attention_mask,
+                 visual_attention_mask=visual_attention_mask, mlm_labels=mlm_labels, masked_regions=reg.selected,
+                 hidden_regions=hidden, region_targets=region_targets, text_only_ids=text_ids,
+                 text_only_attention_mask=text_mask, text_only_mlm_labels=text_labels)
+
+
+batch0 = st.pretrain_batch(0, CFG["batch"], seed=CFG["seed"])
+mine = vlbert_pretrain_step(model, batch0, torch.Generator().manual_seed(1))
+package = sm.pretrain_step(model, batch0, torch.Generator().manual_seed(1))
+print({k: round(float(v), 4) for k, v in mine.losses.items()})
+assert mine.losses.keys() == package.losses.keys() == {"mlm", "mrc", "mlm_text"}
+assert all(torch.equal(mine.losses[k], package.losses[k]) for k in mine.losses), "the notebook's step is the recipe's"
 
 # %%
 t = time.perf_counter()
-hist = pretrain(model, sm, CFG["pretrain_steps"], batch=CFG["batch"], lr=CFG["pretrain_lr"], warmup=10, seed=CFG["seed"], device=device)
+hist = run.pretrain(model, sm, CFG["pretrain_steps"], batch=CFG["batch"], lr=CFG["pretrain_lr"], warmup=10, seed=CFG["seed"], device=device)
 print(f"pretraining: {CFG['pretrain_steps']} steps in {time.perf_counter() - t:.1f} s")
-hist.plot(["mlm", "mrc"], window=10, title="VL-BERT pretraining from scratch")
+hist.plot(["mlm", "mrc", "mlm_text"], window=10, title="VL-BERT pretraining from scratch")
 plt.show()
 first = {k: float(np.mean(v[:10])) for k, v in hist.train.items()}
 last = {k: float(np.mean(v[-10:])) for k, v in hist.train.items()}
@@ -137,7 +188,7 @@ print({k: (round(first[k], 3), round(last[k], 3)) for k in first})
 p = st.det_probs[st.region_mask.bool()]  # (regions, C) the detector's soft scores: the MRC targets
 floor = float(-(p * p.log()).sum(-1).mean())  # soft cross-entropy cannot go below the targets' entropy
 print(f"masked-RoI loss floor (mean entropy of the soft targets): {floor:.3f}")
-assert last["mlm"] < 0.8 * first["mlm"]
+assert last["mlm"] < 0.8 * first["mlm"] and last["mlm_text"] < 0.8 * first["mlm_text"]
 assert last["mrc"] - floor < first["mrc"] - floor  # the part above the floor falls
 ln = model.vlbert.visual_ln_object.weight.detach().abs().mean().item()
 print(f"mean |weight| of visual_ln_object after training: {ln:.3f} (0 at the start): the image is fading in")
@@ -163,7 +214,6 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from vlp_course.data.scenes import COLORS, SHAPES, make_scenes
-from vlp_course.pretraining.regions import mask_pixels
 from vlp_course.vision.features import roi_features
 
 
@@ -180,7 +230,7 @@ whole = whole_image_boxes(len(one), W, W)
 y_shape = np.array([sc.labels()[0] for sc in one])
 y_color = np.array([sc.color_labels()[0] for sc in one])
 g_feature = detect(img1, whole)[:, 0].numpy()  # feature-level masking: region 0 from the unmasked image
-g_pixel = detect(mask_pixels(img1, box1, torch.ones(len(one), 1, dtype=torch.bool)), whole)[:, 0].numpy()
+g_pixel = detect(zero_box_pixels(img1, box1, torch.ones(len(one), 1, dtype=torch.bool)), whole)[:, 0].numpy()
 n_fit = int(0.7 * len(one))
 
 
@@ -207,22 +257,22 @@ assert leak["pixel", "colour"] < 1 / len(COLORS) + 0.1, "after pixel masking the
 # ## 7. A checkpoint pretrained for longer
 #
 # The course ships the same model pretrained for thousands of steps with the same recipe
-# (`data/vlbert_scenes.safetensors`, SHA-256 checked; `python -m vlp_course.models.scene_checkpoints
+# (`data/vlbert_scenes.safetensors`, SHA-256 checked; `python -m vlp_course.recipes.shipped
 # --model vlbert` reproduces it). Its metadata holds the recipe, the vocabulary and the curves.
 
 # %%
-pre, sm_ckpt, meta = load_scene_checkpoint("vlbert")
+pre, sm_ckpt, meta = shipped.load_scene_checkpoint("vlbert")
 assert sm_ckpt.st.vocab.itos == st.vocab.itos, "the checkpoint's vocabulary is the one built above"
 curves = json.loads(meta["history"])
-fig, axes = plt.subplots(1, 2, figsize=(8, 2.6))
-for ax, k in zip(axes, ["mlm", "mrc"]):
+fig, axes = plt.subplots(1, 3, figsize=(10, 2.6))
+for ax, k in zip(axes, ["mlm", "mrc", "mlm_text"]):
     ax.plot(curves["step"], curves[k]); ax.set_title(k + " (training)", fontsize=9); ax.set_xlabel("step")
 plt.tight_layout(); plt.show()
-held_out = evaluate_pretraining(pre.to(device), sm)
-scratch = evaluate_pretraining(model, sm)
+held_out = run.evaluate_pretraining(pre.to(device), sm)
+scratch = run.evaluate_pretraining(model, sm)
 print("held-out captions | after the short run:", {k: round(v, 3) for k, v in scratch.items()})
 print("                  | checkpoint:          ", {k: round(v, 3) for k, v in held_out.items()})
-assert held_out["mlm"] < scratch["mlm"] and held_out["mrc"] < scratch["mrc"]
+assert held_out["mlm"] < scratch["mlm"] and held_out["mrc"] < scratch["mrc"] and held_out["mlm_text"] < scratch["mlm_text"]
 
 # %% [markdown]
 # ## 8. VQA: fine-tune and compare with a question-only model
@@ -233,9 +283,11 @@ assert held_out["mlm"] < scratch["mlm"] and held_out["mrc"] < scratch["mrc"]
 # tested with the image zeroed (features, boxes and the number of regions).
 
 # %%
-results, moved = vqa_against_question_only(pre, sm, CFG["vqa_steps"], name="VL-BERT", batch=CFG["vqa_batch"],
-                                          seed=CFG["seed"], device=device)
+results, moved, seconds = run.vqa_against_question_only(pre, sm, CFG["vqa_steps"], name="VL-BERT",
+                                                        batch=CFG["vqa_batch"], seed=CFG["seed"], device=device)
 print(f"{len(moved['loaded'])} tensors from the checkpoint; new: {moved['new']}")
+for k, v in seconds.items():
+    print(f"fine-tune + test, {k}: {v:.1f} s")
 plt.figure(figsize=(5, 2.4))
 plt.barh(list(results), [100 * v for v in results.values()], color=["grey", "tab:orange", "lightgrey"])
 plt.xlabel("VQA accuracy on held-out images (%)"); plt.xlim(0, 100)
@@ -275,7 +327,7 @@ def my_geometry_embedding(bxs, image_size, dim):
 
 
 # %% tags=["graded"]
-from vlp_course.exercises.models2 import check_geometry_embedding
+from vlp_course.exercises.vlbert import check_geometry_embedding
 
 check_geometry_embedding(my_geometry_embedding)
 
@@ -295,7 +347,7 @@ def layout(text_token_type_ids, num_regions):
 
 
 # %% tags=["graded"]
-from vlp_course.exercises.models2 import check_vlbert_layout
+from vlp_course.exercises.vlbert import check_vlbert_layout
 
 check_vlbert_layout(layout)
 

@@ -1,22 +1,23 @@
 """VL-BERT (Su et al., ICLR 2020): one BERT over words and regions, with a visual feature embedding.
 
 Read top-down: the config, the geometry embedding of a box, the image feature extractor's
-``obj_downsample``, the sequence layout (packing text, regions and [END]), the encoder model
-``vlbert`` with its MLM and masked-RoI-classification heads, the pretraining wrapper, masking
-helpers (pixels vs features) and the checkpoint converters.
+``obj_downsample``, the box contract, the sequence layout (packing text, regions and [END]), the
+encoder ``vlbert`` with its MLM and masked-RoI-classification heads, the pretraining model, the VQA
+model, pixel masking before the detector, and the checkpoint converters.
 
 Faithful to jackroos/VL-BERT (``common/visual_linguistic_bert.py``, ``common/fast_rcnn.py``,
-``common/utils/bbox.py``, ``pretrain/modules/resnet_vlbert_for_pretraining_multitask.py``); see
-vl-models.md section 4. Written in our own words from those facts.
+``common/utils/bbox.py``, ``pretrain/modules/resnet_vlbert_for_pretraining_multitask.py``,
+``pretrain/data/datasets/conceptual_captions.py``, ``vqa/modules/resnet_vlbert_for_vqa.py``) and the
+paper's section 3; written in our own words.
 
-Input sequence (pitfall P11)::
+Input sequence (paper section 3.1, Figure 1; ``VisualLinguisticBert.embedding``)::
 
     [CLS] w1 ... [SEP] (text B [SEP])  [IMG]_0 [IMG]_1 ... [IMG]_n  [END]
     segment: 0 (A) / 1 (B)              2 2 ... 2                    2
     position: 0 .. T-1                  T T ... T                    T+1
 
-Region 0 is always the whole image. Every token's input = token embedding + visual feature
-embedding + segment + position, then LayerNorm and dropout:
+Region 0 is always the whole image, box ``[0, 0, W-1, H-1]`` in pixels. Every token's input = token
+embedding + visual feature embedding + segment + position, then LayerNorm and dropout:
 
 * token embedding: the word embedding for words; one learned ``object_linguistic_embeddings``
   vector (the [IMG] token) for every region, or ``object_mask_word_embedding`` for a masked region;
@@ -27,15 +28,22 @@ embedding + segment + position, then LayerNorm and dropout:
   ``visual_ln_text``. Both LayerNorm weights start at 0, so the untrained model is exactly BERT
   and ignores the image until training fades it in.
 
-Pretraining: MLM with visual clues and masked RoI classification with linguistic clues (soft
-cross-entropy to the detector's class scores). A masked RoI is hidden *before the detector* in the
-end-to-end mode (its pixels are zeroed, so neither its feature nor the whole-image feature shows it;
-:func:`mask_regions_in_pixels`), or its appearance feature is replaced by the trainable
+Pretraining (paper section 3.2): MLM with visual clues (``mlm``), masked RoI classification with
+linguistic clues (``mrc``, soft cross-entropy to the detector's class scores), and MLM on text-only
+sentences (``mlm_text``; the original's BooksCorpus + English Wikipedia rows, which get the learned
+``aux_text_visual_embedding`` instead of an image). A masked RoI is hidden *before the detector* in
+the end-to-end mode (its pixels are zeroed, so neither its feature nor the whole-image feature shows
+it; :func:`mask_regions_in_pixels`), or its appearance feature is replaced by the trainable
 ``object_mask_visual_embedding`` (precomputed-feature mode). No image-text matching: the released
-configs set ``WITH_REL_LOSS: false`` (the paper found it hurt downstream results).
+configs set ``WITH_REL_LOSS: false`` (the paper's Table 4 found it hurt downstream results).
+
+Arguments follow ``docs/conventions.md``: ``input_ids``, ``visual_feats``, ``boxes`` (pixel xyxy with
+``image_size``), ``attention_mask``, ``visual_attention_mask``, ``token_type_ids``, ``mlm_labels``,
+``masked_regions``, ``region_targets``, ``soft_scores``; both models return
+:class:`~vlp_course.models.blocks.VLOutput`.
 
 Shapes: B batch, T text tokens, N regions (whole image first), L = packed length, D hidden width,
-F appearance width, G geometry width (8 x ``geometry_dim``), C detector classes.
+F appearance width, G geometry width (8 x ``geometry_dim``), C detector classes, A answers.
 """
 
 from __future__ import annotations
@@ -53,23 +61,28 @@ from vlp_course.models.blocks import (
     Pooler,
     PredictionHeadTransform,
     TransformerConfig,
+    VLOutput,
     check_config,
+    check_labels,
     check_region_features,
+    check_text_inputs,
     describe_shape,
     init_bert_weights,
 )
-from vlp_course.models.convert import load_renamed_state_dict, read_checkpoint
-from vlp_course.pretraining.losses import mlm_loss, soft_cross_entropy
+from vlp_course.pretraining.losses import mlm_loss, soft_cross_entropy, vqa_bce_loss
 
 __all__ = [
     "VLBERTConfig",
     "geometry_embedding",
     "ImageFeatureExtractor",
+    "whole_image_boxes",
+    "check_pixel_boxes",
     "SequenceLayout",
     "sequence_layout",
     "VisualLinguisticBert",
-    "VLBERTForPretraining",
-    "whole_image_boxes",
+    "VLBERTForPreTraining",
+    "VLBERTForQuestionAnswering",
+    "zero_box_pixels",
     "mask_regions_in_pixels",
     "expected_state_dict_keys",
     "from_original_state_dict",
@@ -127,6 +140,8 @@ class VLBERTConfig(TransformerConfig):
 
 def _image_sizes(image_size: Any, batch: int, device, dtype) -> Tensor:
     """(W, H) or (B, 2) -> (B, 2) tensor of positive sizes."""
+    if image_size is None:
+        raise ValueError("image_size (W, H) in pixels is required with pixel boxes")
     s = torch.as_tensor(image_size, dtype=dtype, device=device)
     if s.ndim == 1 and s.shape[0] == 2:
         s = s.expand(batch, 2)
@@ -156,7 +171,8 @@ def geometry_embedding(boxes: Tensor, image_size: Any, dim: int = 256) -> Tensor
         (B, N, 8 * dim).
 
     Raises:
-        ValueError: boxes not (B, N, 4), x2 < x1 or y2 < y1, outside the image, or bad sizes.
+        ValueError: boxes not (B, N, 4), a negative coordinate, x2 < x1 or y2 < y1, outside the
+            image, or bad sizes.
     """
     if not isinstance(boxes, Tensor) or boxes.ndim != 3 or boxes.shape[-1] != 4:
         raise ValueError(f"boxes must have shape (B, N, 4) (pixel x1, y1, x2, y2), got {describe_shape(boxes)}")
@@ -164,6 +180,8 @@ def geometry_embedding(boxes: Tensor, image_size: Any, dim: int = 256) -> Tensor
     B, N, _ = b.shape
     size = _image_sizes(image_size, B, b.device, b.dtype)  # (B, 2)
     validate_xyxy(b, normalized=False, name="boxes (pixel x1, y1, x2, y2)")
+    if b.numel() and bool((b < 0).any()):
+        raise ValueError(f"boxes (pixel x1, y1, x2, y2) must be >= 0, got a coordinate {float(b.min()):.3g}")
     wh = size[:, None, :]  # (B, 1, 2)
     if bool((b[..., 0::2] > wh[..., :1] + 1e-4).any() or (b[..., 1::2] > wh[..., 1:] + 1e-4).any()):
         raise ValueError("boxes (pixel x1, y1, x2, y2) must lie inside the image [0, W] x [0, H]")
@@ -192,6 +210,64 @@ class ImageFeatureExtractor(nn.Module):
         """features (B, N, F), pixel boxes (B, N, 4), (W, H) -> visual embeddings (B, N, D)."""
         geo = geometry_embedding(boxes, image_size, self.config.geometry_dim).to(features.dtype)  # (B, N, G)
         return self.obj_downsample(torch.cat([geo, features], -1))  # (B, N, D)
+
+
+# --------------------------------------------------------------------------------------------------
+# The box contract: pixel xyxy, box 0 the whole image
+# --------------------------------------------------------------------------------------------------
+def whole_image_boxes(batch: int, width: float, height: float, dtype=torch.float32) -> Tensor:
+    """(B, 1, 4) the box of the whole image, ``[0, 0, W - 1, H - 1]`` (VL-BERT's region 0: the datasets'
+    ``add_image_as_a_box``, e.g. ``pretrain/data/datasets/conceptual_captions.py`` and
+    ``vqa/data/datasets/vqa.py``, which also clamp every box to ``[0, W - 1] x [0, H - 1]``)."""
+    return torch.tensor([0.0, 0.0, float(width) - 1.0, float(height) - 1.0], dtype=dtype).expand(batch, 1, 4).clone()
+
+
+def check_pixel_boxes(boxes: Tensor, image_size: Any, visual_attention_mask: Tensor | None = None) -> Tensor:
+    """VL-BERT's box contract; returns the (B, 2) image sizes.
+
+    Boxes are pixel (x1, y1, x2, y2) with ``0 <= x1 <= x2 <= W`` and the same for y (the original
+    clamps to W - 1; one pixel more is tolerated), and box 0 is the whole image ``[0, 0, W-1, H-1]``
+    (within 1 pixel). Boxes that were already normalised to [0, 1] and then given with (W, H) would
+    place every region in a 1 x 1 pixel corner: refused as "normalised twice".
+
+    Args:
+        boxes: (B, N, 4). image_size: (W, H) or (B, 2). visual_attention_mask: (B, N), 1 = real
+            region (padding boxes are not checked against the corner rule).
+
+    Raises:
+        ValueError: naming the rule broken: shape, a negative coordinate, boxes normalised twice,
+            box 0 not the whole image, x2 < x1 / y2 < y1, or a box outside the image.
+    """
+    if not isinstance(boxes, Tensor) or boxes.ndim != 3 or boxes.shape[-1] != 4 or boxes.shape[1] < 1:
+        raise ValueError(f"boxes must have shape (B, N, 4) with N >= 1 (pixel x1, y1, x2, y2; box 0 = whole image), "
+                         f"got {describe_shape(boxes)}")
+    b = boxes.float()
+    B = b.shape[0]
+    size = _image_sizes(image_size, B, b.device, b.dtype)  # (B, 2)
+    if not bool(torch.isfinite(b).all()):
+        raise ValueError("boxes must be finite pixel coordinates")
+    if bool((b < 0).any()):
+        row, reg = torch.nonzero((b < 0).any(-1))[0].tolist()
+        raise ValueError(f"boxes must be pixel coordinates >= 0; boxes[{row}, {reg}] = {b[row, reg].tolist()}")
+    real = torch.ones(b.shape[:2], dtype=torch.bool, device=b.device) if visual_attention_mask is None \
+        else visual_attention_mask.bool()
+    W, H = size[:, 0], size[:, 1]  # (B,)
+    corner = ((b[..., 2] <= 1.0) & (b[..., 3] <= 1.0)) | ~real  # (B, N) inside the 1 x 1 corner (or padding)
+    twice = corner.all(1) & (W > 2) & (H > 2)  # (B,)
+    if bool(twice.any()):
+        row = int(torch.nonzero(twice)[0])
+        raise ValueError(f"boxes of row {row} all lie in [0, 1] but image_size is ({float(W[row]):g}, {float(H[row]):g}): "
+                         "boxes normalised twice? VL-BERT takes pixel boxes (x1, y1, x2, y2) together with (W, H)")
+    whole = torch.stack([torch.zeros_like(W), torch.zeros_like(H), W - 1, H - 1], -1)  # (B, 4)
+    off = (b[:, 0] - whole).abs().amax(-1)  # (B,)
+    if bool((off > 1.0 + 1e-4).any()):
+        row = int(torch.nonzero(off > 1.0 + 1e-4)[0])
+        raise ValueError(f"box 0 must be the whole image [0, 0, W-1, H-1] = {whole[row].tolist()} (within 1 pixel), "
+                         f"got {b[row, 0].tolist()} in row {row} (use whole_image_boxes)")
+    validate_xyxy(b, normalized=False, name="boxes (pixel x1, y1, x2, y2)")
+    if bool((b[..., 0::2] > W[:, None, None] + 1e-4).any() or (b[..., 1::2] > H[:, None, None] + 1e-4).any()):
+        raise ValueError("boxes (pixel x1, y1, x2, y2) must lie inside the image [0, W] x [0, H]")
+    return size
 
 
 # --------------------------------------------------------------------------------------------------
@@ -355,19 +431,15 @@ class VisualLinguisticBert(nn.Module):
         }
 
 
-# --------------------------------------------------------------------------------------------------
-# The full model
-# --------------------------------------------------------------------------------------------------
-def whole_image_boxes(batch: int, width: float, height: float, dtype=torch.float32) -> Tensor:
-    """(B, 1, 4) the box covering the whole image, ``[0, 0, W, H]`` (VL-BERT: region 0)."""
-    return torch.tensor([0.0, 0.0, float(width), float(height)], dtype=dtype).expand(batch, 1, 4).clone()
 
-
-class VLBERTForPretraining(nn.Module):
-    """``ResNetVLBERTForPretraining`` with precomputed features: ``image_feature_extractor``,
+# --------------------------------------------------------------------------------------------------
+# The pretraining model
+# --------------------------------------------------------------------------------------------------
+class VLBERTForPreTraining(nn.Module):
+    """``ResNetVLBERTForPretrainingMultitask`` with precomputed features: ``image_feature_extractor``,
     ``object_linguistic_embeddings``, ``object_mask_word_embedding``, ``object_mask_visual_embedding``,
     ``aux_text_visual_embedding`` and ``vlbert``. (The end-to-end variant adds the detector's
-    backbone, which here is the separate stand-in detector.)
+    backbone, which here is the separate stand-in detector: :func:`mask_regions_in_pixels`.)
 
     Initialised BERT-style, then the visual LayerNorm weights set to ``visual_scale_*_init`` (0) and
     ``object_mask_visual_embedding`` to zeros, as the original does.
@@ -389,128 +461,181 @@ class VLBERTForPretraining(nn.Module):
             self.vlbert.visual_ln_object.weight.fill_(config.visual_scale_object_init)
             self.object_mask_visual_embedding.weight.zero_()
 
-    def _check(self, input_ids, features, boxes, token_type_ids, text_mask, region_mask, masked_regions):
-        cfg = self.config
-        if not isinstance(input_ids, Tensor) or input_ids.ndim != 2:
-            raise ValueError(f"input_ids must have shape (B, T), got {describe_shape(input_ids)}")
-        B, T = input_ids.shape
-        if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= cfg.vocab_size):
-            raise ValueError(f"input_ids must lie in [0, {cfg.vocab_size})")
-        for name, t in (("token_type_ids", token_type_ids), ("text_mask", text_mask)):
-            if t is not None and tuple(t.shape) != (B, T):
-                raise ValueError(f"{name} must have shape (B, T) = ({B}, {T}), got {describe_shape(t)}")
-        if token_type_ids is not None and token_type_ids.numel() and (token_type_ids.min() < 0 or token_type_ids.max() > 1):
+    # ---- the one input boundary ------------------------------------------------------------------
+    def check_inputs(self, input_ids: Tensor, visual_feats: Tensor, boxes: Tensor, image_size: Any,
+                     attention_mask: Tensor | None = None, visual_attention_mask: Tensor | None = None,
+                     token_type_ids: Tensor | None = None) -> tuple[int, int, int]:
+        """Every check on the image-text inputs, before any compute; returns (B, T, N).
+
+        Raises:
+            ValueError: float or out-of-vocabulary ``input_ids``, T = 0, a row starting with padding,
+                text segments other than 0/1 (2 is the image's), ``visual_feats`` not (B, N, F) of the
+                model's dtype with F = ``visual_feature_size`` or not finite, and the box contract of
+                :func:`check_pixel_boxes` (negative, normalised twice, box 0 not the whole image).
+        """
+        B, T = check_text_inputs(self.config, input_ids, token_type_ids, attention_mask)
+        if token_type_ids is not None and token_type_ids.numel() and int(token_type_ids.max()) > 1:
             raise ValueError("text token_type_ids must be 0 (segment A) or 1 (segment B); 2 is the image's segment")
-        if features is None:
-            return
-        check_region_features(features, cfg.visual_feature_size, B, field_name="visual_feature_size", what="features")
-        N = features.shape[1]
+        dtype = next(self.parameters()).dtype
+        check_region_features(visual_feats, self.config.visual_feature_size, B, field_name="visual_feature_size",
+                              what="visual_feats", dtype=dtype)
+        N = visual_feats.shape[1]
         if N < 1:
-            raise ValueError("features need at least region 0, the whole image")
+            raise ValueError("visual_feats need at least region 0, the whole image")
         if not isinstance(boxes, Tensor) or tuple(boxes.shape) != (B, N, 4):
-            raise ValueError(f"boxes must have shape (B, N, 4) = ({B}, {N}, 4) (pixel x1, y1, x2, y2; box 0 = whole image), got {describe_shape(boxes)}")
-        for name, t in (("region_mask", region_mask), ("masked_regions", masked_regions)):
-            if t is not None and tuple(t.shape) != (B, N):
-                raise ValueError(f"{name} must have shape (B, N) = ({B}, {N}), got {describe_shape(t)}")
-        if masked_regions is not None and bool(masked_regions[:, 0].bool().any()):
-            raise ValueError("region 0 is the whole image and is never masked")
+            raise ValueError(f"boxes must have shape (B, N, 4) = ({B}, {N}, 4) (pixel x1, y1, x2, y2; box 0 = whole image), "
+                             f"got {describe_shape(boxes)}")
+        if visual_attention_mask is not None:
+            if not isinstance(visual_attention_mask, Tensor) or tuple(visual_attention_mask.shape) != (B, N):
+                raise ValueError(f"visual_attention_mask must have shape (B, N) = ({B}, {N}), got {describe_shape(visual_attention_mask)}")
+            if bool((visual_attention_mask[:, 0] == 0).any()):
+                raise ValueError("visual_attention_mask hides region 0, the whole image, which every row needs")
+        check_pixel_boxes(boxes, image_size, visual_attention_mask)
+        return B, T, N
+
+    def _check_region_labels(self, B: int, N: int, masked_regions: Tensor | None, hidden_regions: Tensor | None,
+                             region_targets: Tensor | None) -> None:
+        for name, t in (("masked_regions", masked_regions), ("hidden_regions", hidden_regions)):
+            if t is None:
+                continue
+            if not isinstance(t, Tensor) or tuple(t.shape) != (B, N):
+                raise ValueError(f"{name} must have shape (B, N) = ({B}, {N}) (bool), got {describe_shape(t)}")
+            if bool(t[:, 0].bool().any()):
+                raise ValueError(f"{name}: region 0 is the whole image and is never masked")
+        if region_targets is not None:
+            C = self.config.visual_region_classes
+            if not isinstance(region_targets, Tensor) or tuple(region_targets.shape) != (B, N, C):
+                raise ValueError(f"region_targets must have shape (B, N, C) = ({B}, {N}, {C}), got {describe_shape(region_targets)}")
+            if masked_regions is None:
+                raise ValueError("region_targets need masked_regions (B, N): the regions whose class is predicted")
+
+    # ---- encoding ---------------------------------------------------------------------------------
+    def encode(self, input_ids: Tensor, visual_feats: Tensor, boxes: Tensor, image_size: Any,
+               attention_mask: Tensor | None = None, visual_attention_mask: Tensor | None = None,
+               token_type_ids: Tensor | None = None, hidden_regions: Tensor | None = None,
+               region_masking: str = "features", output_attentions: bool = False) -> dict[str, Any]:
+        """Encode checked image-text inputs (see :meth:`forward`); returns the encoder's dict
+        (``"text"`` (B, T, D), ``"objects"`` (B, N, D), ``"sequence"`` (B, L, D), ``"layout"``, ``"attentions"``)."""
+        B, T = input_ids.shape
+        N, D = visual_feats.shape[1], self.config.hidden_size
+        dev = input_ids.device
+        token_type_ids = torch.zeros_like(input_ids) if token_type_ids is None else token_type_ids
+        attention_mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+        obj_mask = torch.ones(B, N, dtype=torch.long, device=dev) if visual_attention_mask is None else visual_attention_mask
+        hidden = torch.zeros(B, N, dtype=torch.bool, device=dev) if hidden_regions is None else hidden_regions.bool()
+        if region_masking == "features":  # precomputed mode: the hidden appearance becomes the learned mask vector
+            mask_vec = self.object_mask_visual_embedding.weight[0].to(visual_feats.dtype)
+            visual_feats = torch.where(hidden[..., None], mask_vec, visual_feats)  # (B, N, F)
+        obj_visual = self.image_feature_extractor(visual_feats, boxes, image_size)  # (B, N, D)
+        text_visual = obj_visual[:, :1].expand(B, T, D)  # every word gets the whole image's visual embedding
+        ling = torch.where(hidden[..., None], self.object_mask_word_embedding.weight[0],
+                           self.object_linguistic_embeddings.weight[0])  # (B, N, D) [IMG] or the mask word
+        return self.vlbert(input_ids, token_type_ids, attention_mask, text_visual, obj_visual, ling, obj_mask,
+                           output_attentions)
+
+    def encode_text_only(self, input_ids: Tensor, attention_mask: Tensor | None = None,
+                         output_attentions: bool = False) -> dict[str, Any]:
+        """Encode text-only sentences (the original's general corpus): no regions, the words' visual
+        embedding is the learned ``aux_text_visual_embedding``, segment 0; the sequence is the words then [END]."""
+        B, T = input_ids.shape
+        D = self.config.hidden_size
+        attention_mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+        w = self.aux_text_visual_embedding.weight[0]
+        none = w.new_zeros(B, 0, D)
+        return self.vlbert(input_ids, torch.zeros_like(input_ids), attention_mask, w.expand(B, T, D), none, none,
+                           torch.zeros(B, 0, dtype=torch.long, device=input_ids.device), output_attentions)
 
     def forward(
         self,
         input_ids: Tensor,
-        features: Tensor | None,
-        boxes: Tensor | None,
-        image_size: Any = None,
-        token_type_ids: Tensor | None = None,
-        text_mask: Tensor | None = None,
-        region_mask: Tensor | None = None,
+        visual_feats: Tensor,
+        boxes: Tensor,
+        image_size: Any,
         *,
+        attention_mask: Tensor | None = None,
+        visual_attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        mlm_labels: Tensor | None = None,
         masked_regions: Tensor | None = None,
-        region_masking: str = "features",
-        masked_lm_labels: Tensor | None = None,
+        hidden_regions: Tensor | None = None,
         region_targets: Tensor | None = None,
-        region_selected: Tensor | None = None,
+        region_masking: str = "features",
+        text_only_ids: Tensor | None = None,
+        text_only_attention_mask: Tensor | None = None,
+        text_only_mlm_labels: Tensor | None = None,
         output_attentions: bool = False,
-    ) -> dict[str, Any]:
-        """Scores, and the pretraining losses for the targets given.
+    ) -> VLOutput:
+        """Scores, and VL-BERT's pretraining losses for the labels given.
 
         Args:
-            input_ids: (B, T) ``[CLS] text [SEP]`` word pieces. token_type_ids: (B, T) 0/1 (zeros if omitted).
-            text_mask: (B, T) 1 = real word piece (all ones if omitted).
-            features: (B, N, F) appearance features, region 0 = the whole image; ``None`` for a
-                text-only batch (words then get ``aux_text_visual_embedding``).
-            boxes: (B, N, 4) pixel xyxy boxes (box 0 = ``[0, 0, W, H]``). image_size: (W, H) or (B, 2).
-            region_mask: (B, N) 1 = real region.
-            masked_regions: (B, N) bool, regions hidden from the model: their [IMG] token becomes
-                ``object_mask_word_embedding``; with ``region_masking="features"`` their appearance
-                becomes ``object_mask_visual_embedding``; with ``"pixels"`` the caller has already
-                zeroed their pixels before the detector (:func:`mask_regions_in_pixels`).
-            masked_lm_labels: (B, T) original id at masked words, -100 elsewhere.
-            region_targets: (B, N, C) detector class scores; region_selected: (B, N) bool, the
-                regions to classify (masked ones plus the 10 % kept, as ``random_mask_region``);
-                defaults to ``masked_regions``.
+            input_ids: (B, T) ``[CLS] text [SEP]`` word pieces. attention_mask: (B, T) 1 = real token.
+            token_type_ids: (B, T) 0/1 (zeros if omitted).
+            visual_feats: (B, N, F) appearance features, region 0 = the whole image, the model's dtype.
+            boxes: (B, N, 4) pixel xyxy boxes, box 0 = ``[0, 0, W-1, H-1]`` (:func:`check_pixel_boxes`).
+            image_size: (W, H) or (B, 2). visual_attention_mask: (B, N) 1 = real region.
+            mlm_labels: (B, T) original id at masked words, -100 elsewhere -> ``losses["mlm"]``.
+            masked_regions: (B, N) bool, the regions whose class is predicted (``random_mask_region``'s
+                15%: the hidden ones plus the 10% kept). hidden_regions: (B, N) bool, the ones hidden
+                from the model (``mvrc_ops == 1``; defaults to ``masked_regions``): their [IMG] token
+                becomes ``object_mask_word_embedding``; with ``region_masking="features"`` their
+                appearance becomes ``object_mask_visual_embedding``; with ``"pixels"`` the caller has
+                already zeroed their pixels before the detector (:func:`mask_regions_in_pixels`).
+            region_targets: (B, N, C) the detector's class scores -> ``losses["mrc"]`` on ``masked_regions``.
+            text_only_ids: (B', T') text-only sentences (no image), text_only_attention_mask: (B', T'),
+                text_only_mlm_labels: (B', T') -> ``losses["mlm_text"]`` (the original's auxiliary corpus).
 
         Returns:
-            ``{"mlm_logits": (B, T, V), "region_logits": (B, N, C), "text": (B, T, D), "objects": (B, N, D),
-            "sequence", "layout", "attentions", "pooled"}`` plus ``"mlm_loss"``, ``"mrc_loss"``, ``"loss"``
-            for the targets given. A batch without masked regions gives an MRC loss of 0 (finite grads).
+            :class:`VLOutput` with ``logits["mlm"]`` (B, T, V), ``logits["mrc"]`` (B, N, C),
+            ``logits["mlm_text"]`` (B', T', V) with text-only rows, the losses for the labels given
+            (a batch without masked regions gives an MRC loss of 0 with finite gradients) and
+            ``encoder`` = the image-text rows' encoder dict (plus ``"text_only"`` with text-only rows).
 
         Raises:
-            ValueError: feature width other than ``visual_feature_size`` (naming both), a batch
-                mismatch, boxes not pixel xyxy inside the image, masks of the wrong shape, region 0 masked.
+            ValueError: the checks of :meth:`check_inputs` (for the text-only rows: those of
+                :func:`~vlp_course.models.blocks.check_text_inputs`), labels of the wrong shape or
+                dtype, region 0 masked, region targets without ``masked_regions``, an unknown
+                ``region_masking``.
         """
         if region_masking not in ("features", "pixels"):
             raise ValueError(f"region_masking must be 'features' or 'pixels', got {region_masking!r}")
-        self._check(input_ids, features, boxes, token_type_ids, text_mask, region_mask, masked_regions)
-        B, T = input_ids.shape
-        D = self.config.hidden_size
-        dev = input_ids.device
-        token_type_ids = torch.zeros_like(input_ids) if token_type_ids is None else token_type_ids
-        text_mask = torch.ones_like(input_ids) if text_mask is None else text_mask
-        if features is None:  # text-only corpus: no regions, a learned visual embedding for the words
-            w = self.aux_text_visual_embedding.weight[0]
-            text_visual = w.expand(B, T, D)
-            obj_visual = w.new_zeros(B, 0, D)
-            obj_ling = w.new_zeros(B, 0, D)
-            obj_mask = torch.zeros(B, 0, dtype=torch.long, device=dev)
-        else:
-            if image_size is None:
-                raise ValueError("image_size (W, H) is required with features")
-            N = features.shape[1]
-            obj_mask = torch.ones(B, N, dtype=torch.long, device=dev) if region_mask is None else region_mask
-            masked = torch.zeros(B, N, dtype=torch.bool, device=dev) if masked_regions is None else masked_regions.bool()
-            if region_masking == "features":
-                features = torch.where(masked[..., None], self.object_mask_visual_embedding.weight[0].to(features.dtype), features)
-            obj_visual = self.image_feature_extractor(features, boxes, image_size)  # (B, N, D)
-            text_visual = obj_visual[:, :1].expand(B, T, D)  # the whole image's visual embedding for every word
-            ling = torch.where(masked[..., None], self.object_mask_word_embedding.weight[0], self.object_linguistic_embeddings.weight[0])
-            obj_ling = ling.expand(B, N, D)
-        out = self.vlbert(input_ids, token_type_ids, text_mask, text_visual, obj_visual, obj_ling, obj_mask, output_attentions)
-        res: dict[str, Any] = dict(out)
+        B, T, N = self.check_inputs(input_ids, visual_feats, boxes, image_size, attention_mask, visual_attention_mask,
+                                    token_type_ids)
+        check_labels(mlm_labels, (B, T), "mlm_labels")
+        hidden_regions = masked_regions if hidden_regions is None else hidden_regions
+        self._check_region_labels(B, N, masked_regions, hidden_regions, region_targets)
+        if text_only_ids is not None:
+            Bt, Tt = check_text_inputs(self.config, text_only_ids, None, text_only_attention_mask)
+            check_labels(text_only_mlm_labels, (Bt, Tt), "text_only_mlm_labels")
+        elif text_only_mlm_labels is not None:
+            raise ValueError("text_only_mlm_labels need text_only_ids")
+
+        enc = self.encode(input_ids, visual_feats, boxes, image_size, attention_mask, visual_attention_mask,
+                          token_type_ids, hidden_regions, region_masking, output_attentions)
+        logits: dict[str, Tensor] = {}
+        losses: dict[str, Tensor] = {}
         if self.config.with_mlm_head:
-            res["mlm_logits"] = self.vlbert.mlm_head(out["text"])
+            logits["mlm"] = self.vlbert.mlm_head(enc["text"])  # (B, T, V)
         if self.config.with_mvrc_head:
-            res["region_logits"] = self.vlbert.mvrc_head(out["objects"])
-        losses = []
-        if masked_lm_labels is not None:
-            res["mlm_loss"] = mlm_loss(res["mlm_logits"], masked_lm_labels)
-            losses.append(res["mlm_loss"])
+            logits["mrc"] = self.vlbert.mvrc_head(enc["objects"])  # (B, N, C)
+        if mlm_labels is not None:
+            losses["mlm"] = mlm_loss(logits["mlm"], mlm_labels)
         if region_targets is not None:
-            sel = region_selected if region_selected is not None else masked_regions
-            if sel is None:
-                raise ValueError("the MRC loss needs region_selected (or masked_regions)")
-            C = self.config.visual_region_classes
-            if features is None or tuple(region_targets.shape) != (B, features.shape[1], C):
-                raise ValueError(f"region_targets must have shape (B, N, C) with C = {C}, got {describe_shape(region_targets)}")
-            target = torch.where(sel.bool()[..., None], region_targets, torch.zeros_like(region_targets))
-            res["mrc_loss"] = soft_cross_entropy(res["region_logits"], target)
-            losses.append(res["mrc_loss"])
-        if losses:
-            res["loss"] = torch.stack(losses).sum()
-        return res
+            # soft targets on the masked regions only; rows of zeros are no targets (``soft_cross_entropy``)
+            target = torch.where(masked_regions.bool()[..., None], region_targets, torch.zeros_like(region_targets))
+            losses["mrc"] = soft_cross_entropy(logits["mrc"], target)
+        if text_only_ids is not None:
+            enc["text_only"] = self.encode_text_only(text_only_ids, text_only_attention_mask, output_attentions)
+            if self.config.with_mlm_head:
+                logits["mlm_text"] = self.vlbert.mlm_head(enc["text_only"]["text"])  # (B', T', V)
+            if text_only_mlm_labels is not None:
+                losses["mlm_text"] = mlm_loss(logits["mlm_text"], text_only_mlm_labels)
+        return VLOutput(loss=VLOutput.total(losses), losses=losses, logits=logits, encoder=enc)
 
 
-class VLBERTForVQA(VLBERTForPretraining):
+# --------------------------------------------------------------------------------------------------
+# Visual question answering
+# --------------------------------------------------------------------------------------------------
+class VLBERTForQuestionAnswering(VLBERTForPreTraining):
     """VL-BERT for VQA (``vqa/modules/resnet_vlbert_for_vqa.py``): the text is
     ``[CLS] question [SEP] [MASK] [SEP]`` (answer segment 1); the hidden state at the [MASK] goes through
     ``final_mlp`` = BERT transform (dense, GELU, LayerNorm), Dropout(0.1), Linear(D -> answers);
@@ -530,53 +655,111 @@ class VLBERTForVQA(VLBERTForPretraining):
         )
         self.final_mlp.apply(lambda m: init_bert_weights(m, config.initializer_range))
 
-    def vqa(self, input_ids: Tensor, features: Tensor, boxes: Tensor, image_size: Any, answer_positions: Tensor, *,
-            soft_scores: Tensor | None = None, **kwargs: Any) -> dict[str, Tensor]:
+    def forward(  # type: ignore[override]
+        self,
+        input_ids: Tensor,
+        visual_feats: Tensor,
+        boxes: Tensor,
+        image_size: Any,
+        answer_positions: Tensor,
+        *,
+        attention_mask: Tensor | None = None,
+        visual_attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        soft_scores: Tensor | None = None,
+        output_attentions: bool = False,
+    ) -> VLOutput:
         """Answer scores from the hidden state at ``answer_positions`` (B,) (the [MASK] of each row).
 
+        Args: as :meth:`VLBERTForPreTraining.forward`, plus ``answer_positions`` (B,) int64 indices of
+            the answer [MASK] and ``soft_scores`` (B, A) in [0, 1].
+
         Returns:
-            ``{"logits": (B, A)}`` (+ ``"loss"`` with ``soft_scores`` (B, A)).
+            :class:`VLOutput` with ``logits["vqa"]`` (B, A) (+ ``losses["vqa"]`` with ``soft_scores``).
 
         Raises:
-            ValueError: positions not (B,) inside the text; plus :meth:`VLBERTForPretraining.forward`'s errors.
+            ValueError: positions not (B,) integers, outside [0, T) or on padding (attention_mask 0);
+                plus :meth:`check_inputs`'s errors.
         """
-        from vlp_course.pretraining.losses import vqa_bce_loss
-
-        B, T = input_ids.shape
-        if tuple(answer_positions.shape) != (B,) or bool((answer_positions < 0).any() or (answer_positions >= T).any()):
-            raise ValueError(f"answer_positions must have shape (B,) = ({B},) with values in [0, {T})")
-        out = super().forward(input_ids, features, boxes, image_size, **kwargs)
-        h = out["text"][torch.arange(B, device=input_ids.device), answer_positions]  # (B, D)
-        logits = self.final_mlp(h)
-        res = {"logits": logits}
-        if soft_scores is not None:
-            res["loss"] = vqa_bce_loss(logits, soft_scores)
-        return res
+        B, T, _ = self.check_inputs(input_ids, visual_feats, boxes, image_size, attention_mask, visual_attention_mask,
+                                    token_type_ids)
+        pos = answer_positions
+        if not isinstance(pos, Tensor) or tuple(pos.shape) != (B,) or pos.is_floating_point() or pos.dtype == torch.bool:
+            raise ValueError(f"answer_positions must be (B,) = ({B},) integer indices of the answer [MASK], got "
+                             f"{describe_shape(pos)}{'' if not isinstance(pos, Tensor) else ' ' + str(pos.dtype)}")
+        if bool(((pos < 0) | (pos >= T)).any()):
+            raise ValueError(f"answer_positions must lie inside the text [0, {T}), got {pos.tolist()}")
+        rows = torch.arange(B, device=input_ids.device)
+        if attention_mask is not None and bool((attention_mask[rows, pos] == 0).any()):
+            row = int(torch.nonzero(attention_mask[rows, pos] == 0)[0])
+            raise ValueError(f"answer_positions[{row}] = {int(pos[row])} points at padding (attention_mask 0): "
+                             "it must point at the answer [MASK] of the text")
+        enc = self.encode(input_ids, visual_feats, boxes, image_size, attention_mask, visual_attention_mask,
+                          token_type_ids, output_attentions=output_attentions)
+        logits = self.final_mlp(enc["text"][rows, pos])  # (B, D) -> (B, A)
+        losses = {} if soft_scores is None else {"vqa": vqa_bce_loss(logits, soft_scores)}
+        return VLOutput(loss=VLOutput.total(losses), losses=losses, logits={"vqa": logits}, encoder=enc)
 
 
 # --------------------------------------------------------------------------------------------------
 # Masking before the detector (end-to-end mode)
 # --------------------------------------------------------------------------------------------------
+def zero_box_pixels(images: Tensor, boxes: Tensor, selected: Tensor) -> Tensor:
+    """Zero the pixels of the selected boxes as VL-BERT's dataset does (``conceptual_captions.py``:
+    ``image[:, int(y1):int(y2) + 1, int(x1):int(x2) + 1] = 0``): columns ``int(x1) .. int(x2)`` and
+    rows ``int(y1) .. int(y2)``, both ends included (boxes are clamped to [0, W-1] x [0, H-1] first).
+
+    Args:
+        images: (B, C, H, W). boxes: (B, N, 4) pixel xyxy, >= 0. selected: (B, N) bool.
+
+    Returns:
+        (B, C, H, W) a masked copy.
+
+    Raises:
+        ValueError: on other shapes or negative coordinates.
+    """
+    if not isinstance(images, Tensor) or images.ndim != 4:
+        raise ValueError(f"images must have shape (B, C, H, W), got {describe_shape(images)}")
+    B, _, H, W = images.shape
+    if not isinstance(boxes, Tensor) or boxes.ndim != 3 or boxes.shape[0] != B or boxes.shape[-1] != 4:
+        raise ValueError(f"boxes must have shape (B, N, 4) with B = {B}, got {describe_shape(boxes)}")
+    if not isinstance(selected, Tensor) or tuple(selected.shape) != tuple(boxes.shape[:2]):
+        raise ValueError(f"selected must have shape (B, N) = {tuple(boxes.shape[:2])}, got {describe_shape(selected)}")
+    if bool((boxes < 0).any()):
+        raise ValueError("boxes must be pixel coordinates >= 0")
+    b = boxes.float()
+    x1, x2 = b[..., 0].clamp(max=W - 1).long(), b[..., 2].clamp(max=W - 1).long()  # int() of a non-negative value
+    y1, y2 = b[..., 1].clamp(max=H - 1).long(), b[..., 3].clamp(max=H - 1).long()  # (B, N) each
+    xs = torch.arange(W, device=images.device)[None, None, None, :]  # (1, 1, 1, W)
+    ys = torch.arange(H, device=images.device)[None, None, :, None]  # (1, 1, H, 1)
+    inside = ((xs >= x1[..., None, None]) & (xs <= x2[..., None, None])
+              & (ys >= y1[..., None, None]) & (ys <= y2[..., None, None]))  # (B, N, H, W)
+    hide = (inside & selected.bool()[..., None, None]).any(1)  # (B, H, W)
+    return images.masked_fill(hide[:, None], 0.0)  # (B, C, H, W)
+
+
 def mask_regions_in_pixels(images: Tensor, boxes: Tensor, masked_regions: Tensor,
                            detector: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
-    """End-to-end masking: zero the masked RoIs' pixels, *then* run the detector on every box.
+    """End-to-end masking: zero the masked RoIs' pixels (:func:`zero_box_pixels`), *then* run the
+    detector on every box.
 
     Neither the masked region's feature nor the whole-image feature (box 0, re-pooled from the
     modified image) can then show the hidden object (VL-BERT ``mask_raw_pixels``).
 
     Args:
         images: (B, 3, H, W). boxes: (B, N, 4) pixel xyxy (box 0 = whole image).
-        masked_regions: (B, N) bool (region 0 must be False).
+        masked_regions: (B, N) bool, the hidden regions (region 0 must be False).
         detector: ``detector(images, boxes) -> (B, N, F)`` features.
 
     Returns:
         (B, N, F) features of the masked images.
-    """
-    from vlp_course.pretraining.regions import mask_pixels
 
+    Raises:
+        ValueError: region 0 masked, plus :func:`zero_box_pixels`'s errors.
+    """
     if bool(masked_regions[:, 0].any()):
         raise ValueError("region 0 is the whole image and is never masked")
-    return detector(mask_pixels(images, boxes, masked_regions.bool()), boxes)
+    return detector(zero_box_pixels(images, boxes, masked_regions.bool()), boxes)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -649,6 +832,8 @@ def load_original_checkpoint(model: nn.Module, path_or_state: Any, strict: bool 
         ValueError: a shape mismatch (naming the key and both shapes), or with ``strict`` missing or
             unexpected keys.
     """
+    from vlp_course.models.convert import load_renamed_state_dict, read_checkpoint
+
     return load_renamed_state_dict(model, from_original_state_dict(read_checkpoint(path_or_state)), strict=strict,
                                    name="VL-BERT checkpoint")
 
@@ -697,4 +882,4 @@ def load_bert_into_vlbert(model: VLBERTForPretraining, bert_state: Mapping[str, 
             v.token_type_embeddings.weight[: tt.shape[0]].copy_(tt)
 
 
-__all__ += ["VLBERTForVQA", "load_bert_into_vlbert", "MVRCHead", "MLMHead", "E2E_PREFIXES"]
+__all__ += ["load_bert_into_vlbert", "MVRCHead", "MLMHead", "E2E_PREFIXES"]
