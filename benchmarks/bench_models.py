@@ -181,13 +181,13 @@ def _models(make_theirs: Callable[[], nn.Module], make_ours: Callable[[], nn.Mod
     Raises:
         RuntimeError: when the weights do not copy (the converter's report says which keys).
     """
-    from vlp_course.models.convert import load_checkpoint
+    from vlp_course.models.convert import load_original_checkpoint
 
     torch.manual_seed(0)
     theirs = _randomize(make_theirs(), seed=1) if "transformers" in which or copy_weights else None
     ours = make_ours() if "ours" in which else None
     if copy_weights and ours is not None:
-        report = load_checkpoint(ours, theirs.state_dict())
+        report = load_original_checkpoint(ours, theirs.state_dict())
         if not report.ok:
             raise RuntimeError(f"weights did not copy:\n{report}")
     return ours, theirs
@@ -226,9 +226,8 @@ def visualbert_pair(size: str, w: Workload, device: str = "cpu", *, copy_weights
     def f_ours(mlm_scores: str = "masked"):
         o = ours(d["ids"], d["feats"], d["mask"], d["vmask"], visual_token_type_ids=d["vtypes"], mlm_labels=d["mlm"],
                  is_matched=d["is_matched"], mlm_scores=mlm_scores)
-        scores = o.prediction_logits if mlm_scores == "masked" else o.prediction_logits[keep]
-        return o.loss, {"loss": o.loss, "mlm_scores_at_labels": scores,
-                        "seq_relationship_logits": o.seq_relationship_logits}
+        scores = o.logits["mlm"] if mlm_scores == "masked" else o.logits["mlm"][keep]
+        return o.loss, {"loss": o.loss, "mlm_scores_at_labels": scores, "seq_relationship_logits": o.logits["itm"]}
 
     def f_theirs():
         o = theirs(input_ids=d["ids"], attention_mask=d["mask"], visual_embeds=d["feats"],
@@ -293,12 +292,12 @@ def lxmert_pair(size: str, w: Workload, device: str = "cpu", *, copy_weights: bo
     def f_ours(mlm_scores: str = "masked"):
         o = ours(d["ids"], d["feats"], d["boxes"], d["mask"], d["vmask"], mlm_labels=d["mlm"],
                  is_matched=d["is_matched"], obj_labels=d["obj"], obj_confidence=d["obj_conf"], attr_labels=d["attr"],
-                 attr_confidence=d["attr_conf"], feat_targets=d["target"], feat_mask=d["fmask"], qa_labels=d["qa"],
-                 mlm_scores=mlm_scores)
-        scores = o.prediction_logits if mlm_scores == "masked" else o.prediction_logits[keep]
+                 attr_confidence=d["attr_conf"], feat_targets=d["target"], masked_regions=d["fmask"].bool(),
+                 qa_labels=d["qa"], mlm_scores=mlm_scores)
+        scores = o.logits["mlm"] if mlm_scores == "masked" else o.logits["mlm"][keep]
         return o.loss, {"loss": o.loss, "mlm_scores_at_labels": scores,
-                        "cross_relationship_score": o.cross_relationship_score,
-                        "question_answering_score": o.question_answering_score}
+                        "cross_relationship_score": o.logits["itm"],
+                        "question_answering_score": o.logits["qa"]}
 
     def f_theirs():
         o = theirs(input_ids=d["ids"], visual_feats=d["feats"], visual_pos=d["boxes"], attention_mask=d["mask"],
@@ -317,7 +316,7 @@ def lxmert_pair(size: str, w: Workload, device: str = "cpu", *, copy_weights: bo
 # --------------------------------------------------------------------------------------------------
 def vilbert_impl(size: str, w: Workload, device: str = "cpu") -> Impl:
     """ViLBERT pretraining: masked LM + masked-region KL + alignment; the global image token first."""
-    from vlp_course.models.vilbert import ViLBERTConfig, ViLBERTForPretraining, prepare_regions
+    from vlp_course.models.vilbert import ViLBERTConfig, ViLBERTForPreTraining, prepare_regions
 
     s = SIZES[size]
     co = s.co_layers
@@ -332,30 +331,30 @@ def vilbert_impl(size: str, w: Workload, device: str = "cpu") -> Impl:
         # the original's rule at 6/6: co-attention after visual layer k and text layer L - co + k
         v_biattention_id=list(range(co)), t_biattention_id=list(range(s.layers - co, s.layers)))
     torch.manual_seed(0)
-    model = ViLBERTForPretraining(cfg)
+    model = ViLBERTForPreTraining(cfg)
     g = torch.Generator().manual_seed(0)
     t = _text(g, s, w)
     B, N = w.batch, w.regions
     reg = prepare_regions(torch.randn(B, N, s.feat, generator=g), _boxes(g, B, N) * 64, 64, 64)
     targets = torch.softmax(torch.randn(B, N + 1, s.classes, generator=g), -1)
-    labels = torch.full((B, N + 1), -100)
-    labels[:, 1:][torch.rand(B, N, generator=g) < 0.15] = 1
-    labels[:, 1] = 1
-    d = {k: v.to(device) for k, v in dict(t, **reg, targets=targets, labels=labels).items()}
+    masked = torch.zeros(B, N + 1, dtype=torch.bool)  # the global token (0) is never masked
+    masked[:, 1:] = torch.rand(B, N, generator=g) < 0.15
+    masked[:, 1] = True
+    d = {k: v.to(device) for k, v in dict(t, **reg, targets=targets, masked=masked).items()}
     model = model.to(device)
 
     def f():
         o = model(d["ids"], d["features"], d["locations"], attention_mask=d["mask"],
-                  image_attention_mask=d["image_attention_mask"], masked_lm_labels=d["mlm"],
-                  region_targets=d["targets"], region_labels=d["labels"], is_matched=d["is_matched"])
-        return o["loss"], {"loss": o["loss"]}
+                  visual_attention_mask=d["image_attention_mask"], mlm_labels=d["mlm"],
+                  masked_regions=d["masked"], region_targets=d["targets"], is_matched=d["is_matched"])
+        return o.loss, {"loss": o.loss}
 
     return Impl("ours", model, f)
 
 
 def vlbert_impl(size: str, w: Workload, device: str = "cpu") -> Impl:
     """VL-BERT pretraining: MLM with visual clues + masked RoI classification (region 0 = whole image)."""
-    from vlp_course.models.vlbert import VLBERTConfig, VLBERTForPretraining
+    from vlp_course.models.vlbert import VLBERTConfig, VLBERTForPreTraining
 
     s = SIZES[size]
     cfg = VLBERTConfig(
@@ -364,7 +363,7 @@ def vlbert_impl(size: str, w: Workload, device: str = "cpu") -> Impl:
         obj_downsample_dropout=w.dropout, max_position_embeddings=max(512, w.text + 2),
         visual_feature_size=s.feat, geometry_dim=s.geometry_dim, visual_region_classes=s.classes)
     torch.manual_seed(0)
-    model = VLBERTForPretraining(cfg)
+    model = VLBERTForPreTraining(cfg)
     with torch.no_grad():  # the visual LayerNorms start at 0 (the model is then plain BERT): make them work
         model.vlbert.visual_ln_text.weight.fill_(1.0)
         model.vlbert.visual_ln_object.weight.fill_(1.0)
@@ -372,7 +371,7 @@ def vlbert_impl(size: str, w: Workload, device: str = "cpu") -> Impl:
     t = _text(g, s, w)
     B, N, S = w.batch, w.regions, 64
     boxes = _boxes(g, B, N) * S
-    boxes[:, 0] = torch.tensor([0.0, 0.0, S, S])  # region 0: the whole image
+    boxes[:, 0] = torch.tensor([0.0, 0.0, S - 1.0, S - 1.0])  # region 0: the whole image [0, 0, W-1, H-1]
     masked = torch.rand(B, N, generator=g) < 0.15
     masked[:, 0] = False
     masked[:, 1] = True
@@ -382,9 +381,9 @@ def vlbert_impl(size: str, w: Workload, device: str = "cpu") -> Impl:
     model = model.to(device)
 
     def f():
-        o = model(d["ids"], d["feats"], d["boxes"], (S, S), text_mask=d["mask"], masked_regions=d["masked"],
-                  masked_lm_labels=d["mlm"], region_targets=d["targets"])
-        return o["loss"], {"loss": o["loss"]}
+        o = model(d["ids"], d["feats"], d["boxes"], (S, S), attention_mask=d["mask"], masked_regions=d["masked"],
+                  mlm_labels=d["mlm"], region_targets=d["targets"])
+        return o.loss, {"loss": o.loss}
 
     return Impl("ours", model, f)
 

@@ -2,20 +2,24 @@
 
 Read top-down: the config and its layer schedule, the visual embedding, the co-attention layer
 (Co-TRM), the two-stream encoder, the poolers, the model, the pretraining heads and losses, the
-downstream heads (VQA, NLVR2 pairs), the region helpers (5-d location, global image token) and the
-checkpoint converters.
+downstream heads (VQA, NLVR2 pairs) and the region helpers (5-d location, global image token). The
+checkpoint key maps are in :mod:`vlp_course.models.convert` (``vilbert_*``).
 
 Faithful to ``vilbert/vilbert.py`` of facebookresearch/vilbert-multi-task (same design as the
-NeurIPS-19 code in jiasenlu/vilbert_beta); see vl-models.md section 1. Written in our own words
-from those facts, with the course's transformer blocks (:mod:`vlp_course.models.blocks`) for the
+NeurIPS-19 code in jiasenlu/vilbert_beta; paper section 3). Written in our own words
+from those files, with the course's transformer blocks (:mod:`vlp_course.models.blocks`) for the
 BERT-named parts.
 
-* **Text stream**: BERT (``bert.embeddings.*``, ``bert.encoder.layer.N.*``).
+* **Text stream**: BERT (``bert.embeddings.*``, ``bert.encoder.layer.N.*``). The 12-in-1 model's
+  task token (``task_specific_tokens``) is inserted after [CLS] *before* the embeddings' LayerNorm
+  and dropout, as in vilbert-multi-task ``BertEmbeddings.forward``.
 * **Visual stream**: region feature (``v_feature_size``, 2048) -> ``image_embeddings`` plus the 5-d
   location ``[x1/W, y1/H, x2/W, y2/H, area/(W*H)]`` -> ``image_location_embeddings``, summed,
   LayerNorm, dropout; then BERT layers at width ``v_hidden_size`` (``bert.encoder.v_layer.N.*``).
   The first visual token is the *global image token* (mean feature, location ``[0, 0, 1, 1, 1]``),
-  added by the data loader in the original; here by :func:`prepare_regions`.
+  added by the data loader in the original; here by :func:`prepare_regions`. In pretraining it is
+  computed from the features *after* region masking (``concept_cap_dataset.py``: ``random_region``
+  then ``g_image_feat``); computed before, it would give the masked features away.
 * **Co-TRM** (``bert.encoder.c_layer.N``): visual queries attend over text keys/values and text
   queries over visual keys/values, each followed by its residual + LayerNorm and its own
   feed-forward block. No self-attention inside; the ordinary layers around it provide that.
@@ -25,11 +29,18 @@ BERT-named parts.
 * **Pretraining heads** (``cls.*``): masked LM (decoder tied to the word embeddings), masked
   region prediction (KL divergence to the detector's class distribution), multimodal alignment.
 
-Label polarity (pitfall P5): the original alignment head's class 1 means "random caption". This
+Label polarity: the original alignment head's class 1 means "random caption" (``is_next`` of
+``BertPreprocessBatch.random_cap`` in ``concept_cap_dataset.py``). This
 module speaks ``is_matched`` (class 1 = the caption belongs to the image) everywhere; the two rows
-of ``cls.bi_seq_relationship`` are swapped by :func:`from_original_state_dict` /
-:func:`to_original_state_dict`, i.e. at the checkpoint boundary. Load original files only through
-those converters (or :func:`load_original_checkpoint`).
+of ``cls.bi_seq_relationship`` are swapped by :func:`vlp_course.models.convert.vilbert_from_original` /
+:func:`~vlp_course.models.convert.vilbert_to_original`, i.e. at the checkpoint boundary. Load original
+files only through those converters (or :func:`vlp_course.models.convert.load_original_checkpoint`).
+
+Inputs follow the course's calling convention (docs/conventions.md): ``input_ids``, ``visual_feats``,
+``boxes`` (ViLBERT's 5-d location), ``attention_mask``, ``visual_attention_mask``, ``token_type_ids``;
+labels ``mlm_labels``, ``is_matched``, ``masked_regions``, ``region_targets``, ``soft_scores``; the
+pretraining and task models return :class:`~vlp_course.models.blocks.VLOutput` (tasks ``mlm``,
+``itm``, ``mrm``, ``vqa``).
 
 Masks are keep masks (1 = real token/region). The original adds -10000 for padding; the blocks add
 ``finfo.min`` instead, which is the same after the softmax and safe in fp16.
@@ -42,7 +53,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -57,13 +68,16 @@ from vlp_course.models.blocks import (
     TextEmbeddings,
     TransformerConfig,
     TransformerLayer,
+    VLOutput,
     additive_attention_mask,
     check_config,
+    check_keep_mask,
+    check_labels,
     check_region_features,
+    check_text_inputs,
     describe_shape,
     init_bert_weights,
 )
-from vlp_course.models.convert import load_renamed_state_dict, read_checkpoint
 from vlp_course.pretraining.losses import IGNORE_INDEX, itm_loss, mlm_loss, region_kl_loss, vqa_bce_loss
 from vlp_course.pretraining.matching import drop_mismatched_labels
 
@@ -76,15 +90,10 @@ __all__ = [
     "ConnectionLayer",
     "ViLBERTEncoder",
     "ViLBERTModel",
-    "ViLBERTForPretraining",
+    "ViLBERTForPreTraining",
     "ViLBERTForVLTasks",
     "prepare_regions",
     "global_image_token",
-    "expected_state_dict_keys",
-    "from_original_state_dict",
-    "to_original_state_dict",
-    "load_original_checkpoint",
-    "save_original_checkpoint",
 ]
 
 
@@ -102,14 +111,25 @@ class ViLBERTConfig(TransformerConfig):
     FFN 1024, co-attention 1024 with 8 heads, ``v_biattention_id`` [0..5], ``t_biattention_id``
     [6..11], 1601 detector classes. :meth:`eight_layer` gives the 8layer_8conect variant.
 
-    ``masked_loss_on_mismatched`` is pitfall P4: the README pretraining command (``--objective 1``)
-    computes the masked losses only on aligned pairs, so the default is False. ``bi_intermediate_size``
-    is in the json but unused by the original code (kept for round trips).
+    ``masked_loss_on_mismatched`` chooses between the two original recipes:
+
+    * False (default): vilbert-multi-task ``train_concap.py --objective 1`` (the README's pretraining
+      command): ``BertForMultiModalPreTraining.forward`` ignores the masked-word and masked-region
+      targets of pairs whose caption is not the image's (``is_next`` = "not matched");
+    * True: the NeurIPS-19 code (jiasenlu/vilbert_beta ``BertForMultiModalPreTraining``, and
+      ``--objective 0``): the masked losses count on every pair, matched or not.
+
+    ``bi_intermediate_size`` is in the json but unused by the original code (kept for round trips).
+
+    The Co-TRM schedule must be one the original accepts: both lists of the same length,
+    non-decreasing, and ``max(t_biattention_id) < num_hidden_layers`` (a Co-TRM after the last text
+    layer does not exist in the original), ``max(v_biattention_id) <= v_num_hidden_layers``.
 
     Raises:
         ValueError: if a size is not positive, a width is not divisible by its head count, a dropout
             lies outside [0, 1), the two biattention lists differ in length, are not non-decreasing,
-            or point past their stream's layer count, or the fusion method is unknown.
+            or point past their stream's layer count (``max(t_biattention_id)`` must be below
+            ``num_hidden_layers``), or the fusion method is unknown.
     """
 
     v_feature_size: int = 2048
@@ -157,6 +177,9 @@ class ViLBERTConfig(TransformerConfig):
                 raise ValueError(f"{name} must be non-decreasing, got {ids}")
             if ids and (ids[0] < 0 or ids[-1] > n):
                 raise ValueError(f"{name} entries must lie in [0, {n}] (the stream's layer count), got {ids}")
+        if t and max(t) >= self.num_hidden_layers:
+            raise ValueError(f"max(t_biattention_id) = {max(t)} must be < num_hidden_layers = {self.num_hidden_layers}: "
+                             f"the original's config puts every Co-TRM before a text layer (got t_biattention_id = {t})")
         if self.fusion_method not in ("mul", "sum"):
             raise ValueError(f"fusion_method must be 'mul' or 'sum', got {self.fusion_method!r}")
 
@@ -388,35 +411,73 @@ class ViLBERTModel(nn.Module):
         self.t_pooler = ReLUPooler(config.hidden_size, config.bi_hidden_size)
         self.v_pooler = ReLUPooler(config.v_hidden_size, config.bi_hidden_size)
 
-    def check_inputs(self, input_ids: Tensor, features: Tensor, locations: Tensor,
-                     attention_mask: Tensor | None, image_attention_mask: Tensor | None) -> None:
-        """Raise a ValueError naming the expected shape/range before any matrix product (P8, P2)."""
+    def check_inputs(self, input_ids: Tensor, visual_feats: Tensor, boxes: Tensor, attention_mask: Tensor | None = None,
+                     visual_attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None,
+                     task_ids: Tensor | None = None) -> tuple[int, int, int]:
+        """The one boundary where ViLBERT's inputs are checked, before any matrix product. Returns (B, T, N).
+
+        Raises:
+            ValueError: float ids or T = 0 (:func:`~vlp_course.models.blocks.check_text_inputs`);
+                features not (B, N, ``v_feature_size``), not of the weights' dtype or not finite;
+                ``boxes`` not (B, N, 5) ``[x1/W, y1/H, x2/W, y2/H, area/(W*H)]`` in [0, 1] with x2 >= x1;
+                ``visual_attention_mask`` not (B, N) or hiding the global image token (visual token 0,
+                which the visual pooler reads); ``task_ids`` without ``task_specific_tokens``, not
+                (B,) / (B, 1) integers or out of range.
+        """
         cfg = self.config
-        if not isinstance(input_ids, Tensor) or input_ids.ndim != 2:
-            raise ValueError(f"input_ids must have shape (B, T), got {describe_shape(input_ids)}")
-        check_region_features(features, cfg.v_feature_size, input_ids.shape[0], field_name="v_feature_size", what="features")
-        B, N, _ = features.shape
-        if not isinstance(locations, Tensor) or tuple(locations.shape) != (B, N, 5):
-            raise ValueError(f"locations must have shape (B, N, 5) = ({B}, {N}, 5) "
-                             f"([x1/W, y1/H, x2/W, y2/H, area/(W*H)]), got {describe_shape(locations)}")
-        validate_xyxy(locations[..., :4], normalized=True, name="locations[..., :4] (normalized x1, y1, x2, y2)")
-        a = locations[..., 4]
+        B, T = check_text_inputs(cfg, input_ids, token_type_ids, attention_mask)
+        dtype = next(self.parameters()).dtype
+        check_region_features(visual_feats, cfg.v_feature_size, B, field_name="v_feature_size", what="visual_feats", dtype=dtype)
+        N = visual_feats.shape[1]
+        if not isinstance(boxes, Tensor) or tuple(boxes.shape) != (B, N, 5):
+            raise ValueError(f"boxes must be ViLBERT's 5-d locations of shape (B, N, 5) = ({B}, {N}, 5) "
+                             f"([x1/W, y1/H, x2/W, y2/H, area/(W*H)]), got {describe_shape(boxes)}")
+        validate_xyxy(boxes[..., :4], normalized=True, name="boxes[..., :4] (normalized x1, y1, x2, y2)")
+        a = boxes[..., 4]
         if bool(((a < -1e-6) | (a > 1 + 1e-6)).any()):
-            raise ValueError("locations[..., 4] is the relative area (x2-x1)(y2-y1)/(W*H) and must lie in [0, 1]")
+            raise ValueError("boxes[..., 4] is the relative area (x2-x1)(y2-y1)/(W*H) and must lie in [0, 1]")
+        check_keep_mask(visual_attention_mask, (B, N), "visual_attention_mask")
+        if visual_attention_mask is not None and N and bool((visual_attention_mask[:, 0] == 0).any()):
+            row = int(torch.nonzero(visual_attention_mask[:, 0] == 0)[0])
+            raise ValueError(f"visual_attention_mask row {row} hides visual token 0, the global image token that the "
+                             "visual pooler reads: put it first and mark it real (see prepare_regions)")
+        if task_ids is not None:
+            if not cfg.task_specific_tokens:
+                raise ValueError("task_ids given but the config has task_specific_tokens=False")
+            if task_ids.is_floating_point() or task_ids.numel() != B or tuple(task_ids.shape) not in ((B,), (B, 1)):
+                raise ValueError(f"task_ids must be integer ids of shape (B,) or (B, 1) with B = {B}, "
+                                 f"got {describe_shape(task_ids)} {task_ids.dtype}")
+            if bool(((task_ids < 0) | (task_ids >= cfg.num_task_tokens)).any()):
+                raise ValueError(f"task_ids must lie in [0, num_task_tokens = {cfg.num_task_tokens})")
+        return B, T, N
+
+    def embed_text(self, input_ids: Tensor, token_type_ids: Tensor | None = None, task_ids: Tensor | None = None) -> Tensor:
+        """Word + position + token type; with ``task_ids`` the task embedding is inserted after [CLS];
+        then LayerNorm and dropout over the whole sequence (B, T, D), or (B, T+1, D) with a task token.
+
+        The order is that of vilbert-multi-task ``vilbert/vilbert.py`` ``BertEmbeddings.forward``: the raw
+        task embedding joins the sum *before* the LayerNorm, so it is normalised like every other token
+        (it gets no position or type embedding; positions stay 0..T-1 for the words).
+        """
+        emb = self.embeddings
         T = input_ids.shape[1]
-        if attention_mask is not None and tuple(attention_mask.shape) != (B, T):
-            raise ValueError(f"attention_mask must have shape (B, T) = ({B}, {T}), got {describe_shape(attention_mask)}")
-        if image_attention_mask is not None and tuple(image_attention_mask.shape) != (B, N):
-            raise ValueError(f"image_attention_mask must have shape (B, N) = ({B}, {N}), got {describe_shape(image_attention_mask)}")
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        positions = torch.arange(T, device=input_ids.device)[None, :]  # (1, T)
+        x = emb.word_embeddings(input_ids) + emb.position_embeddings(positions) + emb.token_type_embeddings(token_type_ids)  # (B, T, D)
+        if task_ids is not None:
+            task = emb.task_embeddings(task_ids.reshape(-1, 1))  # (B, 1, D)
+            x = torch.cat([x[:, :1], task, x[:, 1:]], dim=1)  # (B, T+1, D): [CLS], task, words
+        return emb.dropout(emb.LayerNorm(x))
 
     def forward(
         self,
         input_ids: Tensor,
-        features: Tensor,
-        locations: Tensor,
-        token_type_ids: Tensor | None = None,
+        visual_feats: Tensor,
+        boxes: Tensor,
         attention_mask: Tensor | None = None,
-        image_attention_mask: Tensor | None = None,
+        visual_attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
         task_ids: Tensor | None = None,
         output_attentions: bool = False,
     ) -> dict[str, Any]:
@@ -424,33 +485,29 @@ class ViLBERTModel(nn.Module):
 
         Args:
             input_ids: (B, T) word-piece ids ([CLS] first).
-            features: (B, N, F) region features, the global image token first (see :func:`prepare_regions`).
-            locations: (B, N, 5) ``[x1/W, y1/H, x2/W, y2/H, area/(W*H)]`` in [0, 1].
-            token_type_ids: (B, T), zeros when omitted. attention_mask: (B, T) keep mask.
-            image_attention_mask: (B, N) keep mask (1 = real region, incl. the global token).
-            task_ids: (B, 1) task-token ids (only with ``task_specific_tokens``): a task embedding is
-                inserted after [CLS] (the text grows by one token, as in vilbert-multi-task).
+            visual_feats: (B, N, F) region features, the global image token first (see :func:`prepare_regions`).
+            boxes: (B, N, 5) ``[x1/W, y1/H, x2/W, y2/H, area/(W*H)]`` in [0, 1] (the global token's is [0, 0, 1, 1, 1]).
+            attention_mask: (B, T) keep mask. visual_attention_mask: (B, N) keep mask (1 = real region,
+                incl. the global token). token_type_ids: (B, T), zeros when omitted.
+            task_ids: (B,) or (B, 1) task-token ids (only with ``task_specific_tokens``): a task embedding
+                is inserted after [CLS] before the LayerNorm (the text grows by one token, as in
+                vilbert-multi-task).
             output_attentions: also return the co-attention weights.
 
         Returns:
-            ``{"text": (B, T, D), "visual": (B, N, Dv), "pooled_text": (B, Db), "pooled_visual": (B, Db),
-            "co_attentions": None or a list with one ``(v2t (B, H, N, T), t2v (B, H, T, N))`` per Co-TRM}``.
+            ``{"text": (B, T, D) (T+1 with a task token), "visual": (B, N, Dv), "pooled_text": (B, Db),
+            "pooled_visual": (B, Db), "co_attentions": None or a list with one
+            ``(v2t (B, H, N, T), t2v (B, H, T, N))`` per Co-TRM}``.
 
         Raises:
-            ValueError: feature width other than ``v_feature_size`` (naming both), text/image batch
-                mismatch, locations not (B, N, 5) in [0, 1] with x2 >= x1, masks of the wrong shape.
+            ValueError: see :meth:`check_inputs`.
         """
-        self.check_inputs(input_ids, features, locations, attention_mask, image_attention_mask)
-        text = self.embeddings(input_ids, token_type_ids)  # (B, T, D)
-        if task_ids is not None:
-            if not self.config.task_specific_tokens:
-                raise ValueError("task_ids given but the config has task_specific_tokens=False")
-            task = self.embeddings.task_embeddings(task_ids.view(-1, 1))  # (B, 1, D)
-            text = torch.cat([text[:, :1], task, text[:, 1:]], dim=1)  # (B, T+1, D)
-            if attention_mask is not None:
-                attention_mask = torch.cat([attention_mask[:, :1], torch.ones_like(attention_mask[:, :1]), attention_mask[:, 1:]], 1)
-        visual = self.v_embeddings(features, locations)  # (B, N, Dv)
-        enc = self.encoder(text, visual, attention_mask, image_attention_mask, output_attentions)
+        self.check_inputs(input_ids, visual_feats, boxes, attention_mask, visual_attention_mask, token_type_ids, task_ids)
+        text = self.embed_text(input_ids, token_type_ids, task_ids)  # (B, T, D) or (B, T+1, D)
+        if task_ids is not None and attention_mask is not None:  # the task token is always attended
+            attention_mask = torch.cat([attention_mask[:, :1], torch.ones_like(attention_mask[:, :1]), attention_mask[:, 1:]], 1)
+        visual = self.v_embeddings(visual_feats, boxes)  # (B, N, Dv)
+        enc = self.encoder(text, visual, attention_mask, visual_attention_mask, output_attentions)
         return {
             "text": enc["text"],
             "visual": enc["visual"],
@@ -480,7 +537,7 @@ class ViLBERTPreTrainingHeads(nn.Module):
     """``BertPreTrainingHeads`` (``cls.*``): MLM, alignment on the fused pooled vector, region prediction.
 
     ``bi_seq_relationship`` here gives class 1 = matched (``is_matched``); the original's class 1 is
-    "random caption" and its rows are swapped by the converters (P5).
+    "random caption" (``concept_cap_dataset.py``, ``random_cap``) and its rows are swapped by the converters.
     """
 
     def __init__(self, config: ViLBERTConfig, word_embeddings: nn.Embedding):
@@ -495,10 +552,13 @@ def fuse(pooled_text: Tensor, pooled_visual: Tensor, method: str = "mul") -> Ten
     return pooled_text * pooled_visual if method == "mul" else pooled_text + pooled_visual
 
 
-class ViLBERTForPretraining(nn.Module):
+class ViLBERTForPreTraining(nn.Module):
     """``BertForMultiModalPreTraining``: ``bert`` + ``cls``. 533 state-dict keys at the 6/6 size.
 
-    Loss = MLM + ``img_weight`` x masked-region KL + alignment (vl-models.md 1.2).
+    Loss = MLM + ``img_weight`` x masked multi-modal modelling (``mrm``: KL to the detector's class
+    distribution) + multimodal alignment (``itm``); paper section 3.2, vilbert-multi-task
+    ``vilbert/vilbert.py`` ``BertForMultiModalPreTraining.forward``. Which pairs the masked losses
+    count on is ``config.masked_loss_on_mismatched`` (see :class:`ViLBERTConfig` for the two recipes).
     """
 
     def __init__(self, config: ViLBERTConfig):
@@ -512,75 +572,81 @@ class ViLBERTForPretraining(nn.Module):
     def forward(
         self,
         input_ids: Tensor,
-        features: Tensor,
-        locations: Tensor,
-        token_type_ids: Tensor | None = None,
+        visual_feats: Tensor,
+        boxes: Tensor,
         attention_mask: Tensor | None = None,
-        image_attention_mask: Tensor | None = None,
+        visual_attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
         *,
-        masked_lm_labels: Tensor | None = None,
-        region_targets: Tensor | None = None,
-        region_labels: Tensor | None = None,
+        mlm_labels: Tensor | None = None,
         is_matched: Tensor | None = None,
+        masked_regions: Tensor | None = None,
+        region_targets: Tensor | None = None,
         output_attentions: bool = False,
-    ) -> dict[str, Any]:
-        """Scores, and the losses for the targets given.
+    ) -> VLOutput:
+        """Scores of the three heads, and the losses of the labels given.
 
         Args:
-            input_ids, features, locations, token_type_ids, attention_mask, image_attention_mask:
+            input_ids, visual_feats, boxes, attention_mask, visual_attention_mask, token_type_ids:
                 see :meth:`ViLBERTModel.forward` (features with the global token first).
-            masked_lm_labels: (B, T) original id at masked tokens, -100 elsewhere.
-            region_targets: (B, N, C) the detector's class distribution per visual token (row 0, the
-                global token, is ignored). region_labels: (B, N) 1 at masked regions, -100 (or 0) elsewhere.
-            is_matched: (B,) 1 = the caption belongs to the image, 0 = random caption, -100 ignore.
-            output_attentions: return the co-attention weights.
+            mlm_labels: (B, T) original id at masked words, -100 elsewhere.
+            is_matched: (B,) 1 = the caption belongs to the image, 0 = another image's caption, -100 ignore
+                (the original's ``is_next`` has the opposite polarity; see :mod:`vlp_course.pretraining.matching`).
+            masked_regions: (B, N) bool, True at the regions whose features were masked (never token 0,
+                the global image token). region_targets: (B, N, C) the detector's class distribution of
+                each visual token (row 0 is not read).
+            output_attentions: return the co-attention weights in ``encoder``.
 
         Returns:
-            ``{"mlm_logits": (B, T, V), "region_logits": (B, N, C), "matching_logits": (B, 2) (class 1 =
-            matched), "pooled": (B, Db), "co_attentions", and "loss", "mlm_loss", "region_loss",
-            "matching_loss" for the targets given}``. The masked losses drop mismatched pairs unless
-            ``config.masked_loss_on_mismatched`` (P4). A batch without a masked region gives a
-            region loss of exactly 0 with finite gradients (P1).
+            :class:`~vlp_course.models.blocks.VLOutput` with ``logits`` ``"mlm"`` (B, T, V), ``"mrm"``
+            (B, N, C), ``"itm"`` (B, 2) (class 1 = matched); ``losses`` for the labels given; ``encoder``
+            the dict of :meth:`ViLBERTModel.forward` plus ``"pooled"`` (B, Db), the fused vector.
+            Without ``masked_loss_on_mismatched`` the masked losses skip rows with ``is_matched`` != 1.
+            A batch without a masked region gives an ``mrm`` loss of exactly 0 with finite gradients
+            (the original divides by the zero count).
 
         Raises:
-            ValueError: see :meth:`ViLBERTModel.forward`; targets of the wrong shape.
+            ValueError: see :meth:`ViLBERTModel.check_inputs`; ``mlm_labels`` not (B, T) integers,
+                ``is_matched`` not (B,), ``masked_regions`` not (B, N) bool or marking token 0,
+                ``region_targets`` not (B, N, C), one of the two region labels without the other.
         """
-        out = self.bert(input_ids, features, locations, token_type_ids, attention_mask, image_attention_mask,
-                        output_attentions=output_attentions)
-        pooled = self.dropout(fuse(out["pooled_text"], out["pooled_visual"], self.config.fusion_method))  # (B, Db)
-        res: dict[str, Any] = {
-            "mlm_logits": self.cls.predictions(out["text"]),
-            "region_logits": self.cls.imagePredictions(out["visual"]),
-            "matching_logits": self.cls.bi_seq_relationship(pooled),
-            "pooled": pooled,
-            "co_attentions": out["co_attentions"],
-        }
-        B, N = features.shape[:2]
-        drop = is_matched is not None and not self.config.masked_loss_on_mismatched
-        losses = []
-        if masked_lm_labels is not None:
-            labels = drop_mismatched_labels(masked_lm_labels, is_matched) if drop else masked_lm_labels
-            res["mlm_loss"] = mlm_loss(res["mlm_logits"], labels)
-            losses.append(res["mlm_loss"])
-        if region_targets is not None or region_labels is not None:
-            if region_targets is None or region_labels is None:
-                raise ValueError("the region loss needs both region_targets (B, N, C) and region_labels (B, N)")
-            C = self.config.v_target_size
-            if tuple(region_targets.shape) != (B, N, C):
+        B, T, N = self.bert.check_inputs(input_ids, visual_feats, boxes, attention_mask, visual_attention_mask,
+                                         token_type_ids)
+        C = self.config.v_target_size
+        check_labels(mlm_labels, (B, T), "mlm_labels")
+        check_labels(is_matched, (B,), "is_matched")
+        if (masked_regions is None) != (region_targets is None):
+            raise ValueError("the mrm loss needs both masked_regions (B, N) bool and region_targets (B, N, C)")
+        if masked_regions is not None:
+            if not isinstance(masked_regions, Tensor) or tuple(masked_regions.shape) != (B, N) or masked_regions.dtype != torch.bool:
+                raise ValueError(f"masked_regions must be a bool tensor of shape (B, N) = ({B}, {N}), got "
+                                 f"{describe_shape(masked_regions)} {getattr(masked_regions, 'dtype', '')}")
+            if bool(masked_regions[:, 0].any()):
+                raise ValueError("masked_regions[:, 0] is the global image token, which is never masked (it is computed "
+                                 "from the masked regions)")
+            if not isinstance(region_targets, Tensor) or tuple(region_targets.shape) != (B, N, C):
                 raise ValueError(f"region_targets must have shape (B, N, C) = ({B}, {N}, {C}), got {describe_shape(region_targets)}")
-            if tuple(region_labels.shape) != (B, N):
-                raise ValueError(f"region_labels must have shape (B, N) = ({B}, {N}), got {describe_shape(region_labels)}")
-            labels = drop_mismatched_labels(region_labels, is_matched) if drop else region_labels
-            masked = labels == 1  # (B, N)
+        out = self.bert(input_ids, visual_feats, boxes, attention_mask, visual_attention_mask, token_type_ids,
+                        output_attentions=output_attentions)
+        out["pooled"] = self.dropout(fuse(out["pooled_text"], out["pooled_visual"], self.config.fusion_method))  # (B, Db)
+        logits = {
+            "mlm": self.cls.predictions(out["text"]),  # (B, T, V)
+            "mrm": self.cls.imagePredictions(out["visual"]),  # (B, N, C)
+            "itm": self.cls.bi_seq_relationship(out["pooled"]),  # (B, 2)
+        }
+        # --objective 1 (vilbert-multi-task): the masked targets of mismatched pairs are ignored
+        drop = is_matched is not None and not self.config.masked_loss_on_mismatched
+        losses: dict[str, Tensor] = {}
+        if mlm_labels is not None:
+            labels = drop_mismatched_labels(mlm_labels.long(), is_matched) if drop else mlm_labels.long()
+            losses["mlm"] = mlm_loss(logits["mlm"], labels)
+        if masked_regions is not None:
+            masked = masked_regions & (is_matched == 1)[:, None] if drop else masked_regions  # (B, N)
             # the global token's scores are dropped, as in the original ([:, 1:])
-            res["region_loss"] = region_kl_loss(res["region_logits"][:, 1:], region_targets[:, 1:], masked[:, 1:])
-            losses.append(self.config.img_weight * res["region_loss"])
+            losses["mrm"] = self.config.img_weight * region_kl_loss(logits["mrm"][:, 1:], region_targets[:, 1:], masked[:, 1:])
         if is_matched is not None:
-            res["matching_loss"] = itm_loss(res["matching_logits"], is_matched.long())
-            losses.append(res["matching_loss"])
-        if losses:
-            res["loss"] = torch.stack(losses).sum()
-        return res
+            losses["itm"] = itm_loss(logits["itm"], is_matched.long())
+        return VLOutput(VLOutput.total(losses), losses, logits, out)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -636,32 +702,51 @@ class ViLBERTForVLTasks(nn.Module):
         self.linguisic_logit = nn.Linear(c.hidden_size, 1)
         self.apply(lambda m: init_bert_weights(m, config.initializer_range))
 
-    def encode(self, input_ids: Tensor, features: Tensor, locations: Tensor, token_type_ids: Tensor | None = None,
-               attention_mask: Tensor | None = None, image_attention_mask: Tensor | None = None,
+    def encode(self, input_ids: Tensor, visual_feats: Tensor, boxes: Tensor, attention_mask: Tensor | None = None,
+               visual_attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None,
                task_ids: Tensor | None = None, output_attentions: bool = False) -> dict[str, Any]:
         """:meth:`ViLBERTModel.forward` plus ``"pooled"`` (B, Db): the fused, dropped-out pooled vector."""
-        out = self.bert(input_ids, features, locations, token_type_ids, attention_mask, image_attention_mask,
+        out = self.bert(input_ids, visual_feats, boxes, attention_mask, visual_attention_mask, token_type_ids,
                         task_ids, output_attentions)
-        out["pooled"] = self.dropout(fuse(out["pooled_text"], out["pooled_visual"], self.config.fusion_method))
+        out["pooled"] = self.dropout(fuse(out["pooled_text"], out["pooled_visual"], self.config.fusion_method))  # (B, Db)
         return out
 
-    def vqa(self, input_ids: Tensor, features: Tensor, locations: Tensor, *, soft_scores: Tensor | None = None,
-            **kwargs: Any) -> dict[str, Tensor]:
-        """VQA: ``vil_prediction`` on the fused pooled vector -> ``{"logits": (B, num_labels)}``; with
-        ``soft_scores`` (B, num_labels) also ``"loss"`` = BCE-with-logits x num_labels."""
-        logits = self.vil_prediction(self.encode(input_ids, features, locations, **kwargs)["pooled"])
-        res = {"logits": logits}
-        if soft_scores is not None:
-            res["loss"] = vqa_bce_loss(logits, soft_scores)
-        return res
+    def forward(self, input_ids: Tensor, visual_feats: Tensor, boxes: Tensor, attention_mask: Tensor | None = None,
+                visual_attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None, *,
+                task_ids: Tensor | None = None, soft_scores: Tensor | None = None,
+                output_attentions: bool = False) -> VLOutput:
+        """VQA (``vil_prediction`` on the fused pooled vector), as vilbert-multi-task's VQA task.
 
-    def nlvr2(self, input_ids: Tensor, features: Tensor, locations: Tensor, num_pairs: int, *,
+        Args:
+            input_ids … token_type_ids, task_ids: see :meth:`ViLBERTModel.forward`.
+            soft_scores: (B, num_labels) VQA soft scores in [0, 1].
+
+        Returns:
+            :class:`~vlp_course.models.blocks.VLOutput`: ``logits["vqa"]`` (B, num_labels); with
+            ``soft_scores`` ``losses["vqa"]`` = BCE-with-logits x num_labels (``task_utils.py``);
+            ``encoder`` = :meth:`encode`'s dict.
+
+        Raises:
+            ValueError: see :meth:`ViLBERTModel.check_inputs`; ``soft_scores`` not (B, num_labels).
+        """
+        A = self.config.num_labels
+        if soft_scores is not None and (not isinstance(soft_scores, Tensor) or soft_scores.ndim != 2 or soft_scores.shape[1] != A
+                                        or not isinstance(input_ids, Tensor) or soft_scores.shape[0] != input_ids.shape[0]):
+            raise ValueError(f"soft_scores must have shape (B, num_labels) with num_labels = {A} and input_ids' B, "
+                             f"got {describe_shape(soft_scores)}")
+        out = self.encode(input_ids, visual_feats, boxes, attention_mask, visual_attention_mask, token_type_ids,
+                          task_ids, output_attentions)
+        logits = {"vqa": self.vil_prediction(out["pooled"])}  # (B, A)
+        losses = {"vqa": vqa_bce_loss(logits["vqa"], soft_scores)} if soft_scores is not None else {}
+        return VLOutput(VLOutput.total(losses), losses, logits, out)
+
+    def nlvr2(self, input_ids: Tensor, visual_feats: Tensor, boxes: Tensor, num_pairs: int, *,
               labels: Tensor | None = None, **kwargs: Any) -> dict[str, Tensor]:
         """NLVR2 with each image encoded separately with the same sentence.
 
         Args:
             input_ids: (2P, T), the sentence of pair p in rows 2p and 2p+1 (see :func:`repeat_for_pairs`).
-            features, locations: (2P, N, F), (2P, N, 5): left image in row 2p, right in 2p+1.
+            visual_feats, boxes: (2P, N, F), (2P, N, 5): left image in row 2p, right in 2p+1.
             num_pairs: P. labels: (P,) 0/1 (1 = the statement is true).
 
         Returns:
@@ -672,7 +757,7 @@ class ViLBERTForVLTasks(nn.Module):
         """
         if not isinstance(input_ids, Tensor) or input_ids.ndim != 2 or input_ids.shape[0] != 2 * int(num_pairs):
             raise ValueError(f"NLVR2 needs 2 x num_pairs = {2 * int(num_pairs)} rows (two images per pair), got input_ids of shape {describe_shape(input_ids)}")
-        pooled = self.encode(input_ids, features, locations, **kwargs)["pooled"]
+        pooled = self.encode(input_ids, visual_feats, boxes, **kwargs)["pooled"]
         logits = pair_logits(self.vil_binary_prediction, pooled, num_pairs)
         res = {"logits": logits}
         if labels is not None:
@@ -750,124 +835,6 @@ def prepare_regions(features: Tensor, boxes: Tensor, width: float, height: float
         "locations": torch.cat([gl.to(loc.dtype), loc], 1),
         "image_attention_mask": torch.cat([torch.ones_like(mask[:, :1]), mask], 1),
     }
-
-
-# --------------------------------------------------------------------------------------------------
-# Checkpoints
-# --------------------------------------------------------------------------------------------------
-def _layer_keys(prefix: str) -> list[str]:
-    keys = []
-    for part in ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
-                 "attention.output.LayerNorm", "intermediate.dense", "output.dense", "output.LayerNorm"):
-        keys += [f"{prefix}.{part}.weight", f"{prefix}.{part}.bias"]
-    return keys
-
-
-def expected_state_dict_keys(config: ViLBERTConfig | None = None, *, tasks: bool = False) -> list[str]:
-    """The original checkpoint's key list, written out from vl-models.md 1.3 (no model is built).
-
-    ``tasks=False``: ``BertForMultiModalPreTraining`` (533 keys at 6/6); ``tasks=True``:
-    ``VILBertForVLTasks`` (560 keys at 6/6 with ``task_specific_tokens``).
-    """
-    c = config or ViLBERTConfig()
-    wb = lambda p: [f"{p}.weight", f"{p}.bias"]  # noqa: E731
-    keys = [f"bert.embeddings.{n}.weight" for n in ("word_embeddings", "position_embeddings", "token_type_embeddings")]
-    if c.task_specific_tokens:
-        keys.append("bert.embeddings.task_embeddings.weight")
-    keys += wb("bert.embeddings.LayerNorm")
-    keys += wb("bert.v_embeddings.image_embeddings") + wb("bert.v_embeddings.image_location_embeddings") + wb("bert.v_embeddings.LayerNorm")
-    for i in range(c.num_hidden_layers):
-        keys += _layer_keys(f"bert.encoder.layer.{i}")
-    for i in range(c.v_num_hidden_layers):
-        keys += _layer_keys(f"bert.encoder.v_layer.{i}")
-    for k in range(len(c.v_biattention_id)):
-        p = f"bert.encoder.c_layer.{k}"
-        for n in ("query1", "key1", "value1", "query2", "key2", "value2"):
-            keys += wb(f"{p}.biattention.{n}")
-        for n in ("dense1", "LayerNorm1", "q_dense1", "dense2", "LayerNorm2", "q_dense2"):
-            keys += wb(f"{p}.biOutput.{n}")
-        keys += wb(f"{p}.v_intermediate.dense") + wb(f"{p}.v_output.dense") + wb(f"{p}.v_output.LayerNorm")
-        keys += wb(f"{p}.t_intermediate.dense") + wb(f"{p}.t_output.dense") + wb(f"{p}.t_output.LayerNorm")
-    keys += wb("bert.t_pooler.dense") + wb("bert.v_pooler.dense")
-    keys += ["cls.predictions.bias"] + wb("cls.predictions.transform.dense") + wb("cls.predictions.transform.LayerNorm")
-    keys += ["cls.predictions.decoder.weight"]
-    keys += wb("cls.bi_seq_relationship")
-    keys += wb("cls.imagePredictions.transform.dense") + wb("cls.imagePredictions.transform.LayerNorm") + wb("cls.imagePredictions.decoder")
-    if tasks:
-        for head in ("vil_prediction", "vil_prediction_gqa", "vil_binary_prediction"):
-            for i in (0, 2, 3):
-                keys += wb(f"{head}.logit_fc.{i}")
-        for head in ("vil_logit", "vil_tri_prediction", "vision_logit", "linguisic_logit"):
-            keys += wb(head)
-    return keys
-
-
-_ALIGN = ("cls.bi_seq_relationship.weight", "cls.bi_seq_relationship.bias")
-
-
-def _strip_prefixes(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    out = {}
-    for k, v in state_dict.items():
-        if k.startswith("module."):  # DataParallel
-            k = k[len("module."):]
-        if k.startswith("model."):  # MMF: model.bert.* / model.cls.*
-            k = k[len("model."):]
-        out[k] = v
-    return out
-
-
-def from_original_state_dict(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """An original ViLBERT state dict (vilbert-multi-task, vilbert_beta, MMF) -> this module's.
-
-    Strips ``module.`` and MMF's ``model.``; swaps the two rows of ``cls.bi_seq_relationship`` so
-    that class 1 means "matched" (the original's class 1 is "random caption"; P5). Key names are
-    otherwise the same.
-    """
-    sd = _strip_prefixes(state_dict)
-    if "checkpoint" in sd or "model_state_dict" in sd:
-        raise ValueError("this looks like a training checkpoint; pass its 'model_state_dict' entry")
-    for k in _ALIGN:
-        if k in sd:
-            sd[k] = sd[k].flip(0).clone()
-    return sd
-
-
-def to_original_state_dict(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """This module's state dict -> the original naming and polarity (class 1 = random caption).
-
-    Tensors are cloned and made contiguous, so tied weights (word embeddings / MLM decoder) become
-    separate tensors, as safetensors requires.
-    """
-    sd = {k: v.detach().contiguous().clone() for k, v in state_dict.items()}
-    for k in _ALIGN:
-        if k in sd:
-            sd[k] = sd[k].flip(0).contiguous()
-    return sd
-
-
-def load_original_checkpoint(model: nn.Module, path_or_state: Any, strict: bool = True) -> tuple[list[str], list[str]]:
-    """Load an original ViLBERT checkpoint (a ``.bin``/``.pt`` file, a ``.safetensors`` file or a
-    state dict) into :class:`ViLBERTForPretraining` or :class:`ViLBERTForVLTasks`.
-
-    Returns:
-        ``(missing, unexpected)`` keys (empty with ``strict``; loading a pretraining file into the
-        task model with ``strict=False`` reports the task heads missing, as the original loader does).
-
-    Raises:
-        ValueError: a shape mismatch (naming the key and both shapes) or, with ``strict``, missing or
-            unexpected keys.
-    """
-    sd = read_checkpoint(path_or_state)
-    if "model_state_dict" in sd and isinstance(sd["model_state_dict"], Mapping):  # a training checkpoint
-        sd = sd["model_state_dict"]
-    return load_renamed_state_dict(model, from_original_state_dict(sd), strict=strict, name="ViLBERT checkpoint")
-
-
-def save_original_checkpoint(model: nn.Module, path: str) -> None:
-    """Write the model's weights in the original naming and polarity as a ``.safetensors`` file."""
-    from safetensors.torch import save_file
-
-    save_file(to_original_state_dict(model.state_dict()), str(path))
 
 
 __all__ += ["ReLUPooler", "ViLBERTPreTrainingHeads", "SimpleClassifier", "pair_logits", "repeat_for_pairs", "fuse",
