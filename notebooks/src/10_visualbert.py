@@ -10,18 +10,18 @@
 # regions, and fine-tune it for visual question answering, checking that it really uses the image.
 
 # %%
-import inspect
+import json
 import time
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from vlp_course.models.scene_checkpoints import (
-    Recipe, adapter, evaluate_pretraining, load_scene_checkpoint, pretrain, scene_tensors,
-    vqa_against_question_only,
-)
-from vlp_course.text.vocab import tokenize
+from vlp_course.pretraining.text_masking import mask_tokens
+from vlp_course.recipes import run
+from vlp_course.recipes.base import Recipe, scene_tensors
+from vlp_course.recipes.shipped import adapter, load_scene_checkpoint
+from vlp_course.text.vocab import MASK, tokenize
 
 T0 = time.perf_counter()
 
@@ -70,6 +70,7 @@ print("a caption:", st.ds.captions[0][0], "| a question:", st.ds.questions[0].qu
 torch.manual_seed(CFG["seed"])
 model = sm.pretraining_model()
 config = model.config
+print(f"[MASK] is id {config.mask_token_id} in the scenes vocabulary (bert-base-uncased: 103)")
 groups = {}
 for name, p in model.named_parameters():  # the tied MLM decoder is counted once
     key = ".".join(name.split(".")[:4]) if ".layer." in name else ".".join(name.split(".")[:3])
@@ -122,7 +123,7 @@ def visualbert_embeddings(emb, input_ids, visual_feats):
 
 
 # %% tags=["graded"]
-from vlp_course.exercises.models import check_visualbert_embeddings
+from vlp_course.exercises.visualbert import check_visualbert_embeddings
 
 check_visualbert_embeddings(visualbert_embeddings)
 
@@ -133,15 +134,51 @@ check_visualbert_embeddings(visualbert_embeddings)
 # (`is_matched` = 0), 15% of the words are masked (80% `[MASK]`, 10% random, 10% kept), and the
 # loss is MLM + matching. The original masks words of mismatched pairs too
 # (`config.mlm_on_mismatched = True`). (The original feeds two captions, `[CLS] a [SEP] b [SEP]`,
-# and asks whether *b* describes the image; one caption keeps the sequence short.) The step, from
-# the course package:
+# and asks whether *b* describes the image; one caption keeps the sequence short.)
+#
+# Here is one pretraining step written out. A batch from `st.pretrain_batch` holds unmasked captions
+# (`input_ids`, `attention_mask`), the index of each caption's image (`image`) and `is_matched`. The
+# step reads in the order every model's recipe follows: pair, mask words, lay out regions, mask
+# regions, model, losses. The model returns a `VLOutput`: `losses["mlm"]`, `losses["itm"]` and
+# their sum `loss`.
 
 # %%
-print(inspect.getsource(type(sm).visual) + "\n" + inspect.getsource(type(sm).pretrain_losses))
+def pretrain_step(model, batch, generator):
+    # 1. pair: batch["input_ids"] is a caption of batch["image"] (is_matched 1) or of another image (0)
+    # 2. mask words: 15% of the real words; of those 80% [MASK], 10% a random word, 10% kept
+    input_ids, mlm_labels = mask_tokens(batch["input_ids"], len(st.vocab), st.ids[MASK],
+                                        special_token_ids=st.vocab.special_ids(),
+                                        attention_mask=batch["attention_mask"], mlm_probability=0.15,
+                                        generator=generator)
+    # 3. lay out regions: each region's feature with its box (x1, y1, x2, y2) / image size appended;
+    #    the model puts the regions after the text, in one sequence
+    img = batch["image"]
+    visual_feats = torch.cat([st.feats[img], st.boxes[img] / st.image_size], -1)  # (B, N, F + 4)
+    visual_attention_mask = st.region_mask[img]  # (B, N): 1 = a real region
+    # 4. mask regions: none, VisualBERT has no region objective
+    # 5. model -> losses: MLM on the caption's masked words, matching on the [CLS] state
+    return model(input_ids, visual_feats, attention_mask=batch["attention_mask"],
+                 visual_attention_mask=visual_attention_mask, mlm_labels=mlm_labels, is_matched=batch["is_matched"])
+
+
+# %% [markdown]
+# The course package holds the same step (`VisualBertAdapter.pretrain_step` in
+# `vlp_course/recipes/visualbert.py`), which the training loop below calls. On one batch, with the
+# same random generator for the word masking, the two give the same losses:
+
+# %%
+batch = st.pretrain_batch(0, 16, seed=CFG["seed"])
+ours = pretrain_step(model, batch, torch.Generator().manual_seed(0))
+package = sm.pretrain_step(model, batch, torch.Generator().manual_seed(0))
+print({k: round(v.item(), 4) for k, v in ours.losses.items()}, "| loss", round(ours.loss.item(), 4))
+for k in ("mlm", "itm"):
+    assert torch.allclose(ours.losses[k], package.losses[k], atol=1e-6), (k, ours.losses[k], package.losses[k])
+# before training, matching is near chance (ln 2) and a masked word is guessed among |vocab| words (ln |vocab|)
+assert abs(ours.losses["itm"].item() - np.log(2)) < 0.25 and ours.losses["mlm"].item() > 0.5 * np.log(len(st.vocab))
 
 # %%
 t = time.perf_counter()
-hist = pretrain(model, sm, CFG["pretrain_steps"], batch=CFG["batch"], lr=CFG["pretrain_lr"], warmup=10, seed=CFG["seed"], device=device)
+hist = run.pretrain(model, sm, CFG["pretrain_steps"], batch=CFG["batch"], lr=CFG["pretrain_lr"], warmup=10, seed=CFG["seed"], device=device)
 print(f"pretraining: {CFG['pretrain_steps']} steps in {time.perf_counter() - t:.1f} s")
 hist.plot(["mlm", "itm"], window=10, title="VisualBERT pretraining from scratch")
 plt.show()
@@ -158,7 +195,7 @@ assert mlm1 < 0.8 * mlm0, "the masked-word loss should fall by at least 20%"
 #
 # The course ships the same model pretrained for thousands of steps with the same recipe
 # (`data/visualbert_scenes.safetensors`, 0.5 MB, SHA-256 checked; `python -m
-# vlp_course.models.scene_checkpoints --model visualbert` reproduces it in about ten minutes on two
+# vlp_course.recipes.shipped --model visualbert` reproduces it in about ten minutes on two
 # cores). Its metadata holds the recipe, the vocabulary and the training curves. We plot the curves
 # and measure the losses on captions of the held-out images. The masked words are now mostly
 # predicted right; matching has only begun to leave chance after 2,000 steps (notebook 9 continues
@@ -167,14 +204,14 @@ assert mlm1 < 0.8 * mlm0, "the masked-word loss should fall by at least 20%"
 # %%
 pre, sm_ckpt, meta = load_scene_checkpoint("visualbert")
 assert sm_ckpt.st.vocab.itos == st.vocab.itos, "the checkpoint's vocabulary is the one built above"
-curves = __import__("json").loads(meta["history"])
+curves = json.loads(meta["history"])
 fig, (a0, a1) = plt.subplots(1, 2, figsize=(9, 2.8))
 a0.plot(curves["step"], curves["mlm"]); a0.set_title("MLM loss (training)"); a0.set_xlabel("step")
 a1.plot(curves["step"], curves["itm"], label="loss"); a1.plot(curves["step"], curves["itm_acc"], label="accuracy")
 a1.axhline(np.log(2), color="grey", ls=":", label="ln 2"); a1.set_title("matching (training)"); a1.set_xlabel("step"); a1.legend()
 plt.tight_layout(); plt.show()
-held_out = evaluate_pretraining(pre.to(device), sm)
-scratch = evaluate_pretraining(model, sm)
+held_out = run.evaluate_pretraining(pre.to(device), sm)
+scratch = run.evaluate_pretraining(model, sm)
 print("held-out captions | after the short run:", {k: round(v, 3) for k, v in scratch.items()})
 print("                  | checkpoint:          ", {k: round(v, 3) for k, v in held_out.items()})
 assert held_out["mlm"] < 0.5 * scratch["mlm"]
@@ -196,7 +233,7 @@ word = sc.objects[0].color
 text = f"a {word} {sc.objects[0].shape}"
 ids = torch.tensor([[st.ids["[CLS]"]] + st.vocab.encode(tokenize(text)) + [st.ids["[SEP]"]]])
 b = {"image": torch.tensor([img_id])}
-v, rmask = sm.visual(b)
+v, rmask = sm.regions(b)
 with torch.no_grad():
     out = pre.to("cpu").visual_bert(ids, v, torch.ones_like(ids), rmask, output_attentions=True)
 T = ids.shape[1]
@@ -224,6 +261,23 @@ assert abs(float(att.sum(-1).mean()) - 1.0) < 1e-4  # each row of attention weig
 # **Baseline.** A model can answer many questions from the question alone ("how many…" → "1").
 # The honest baseline is the same model, from the same checkpoint, fine-tuned and tested with the
 # image zeroed; the vision-language model must beat it by a wide margin.
+#
+# The original reads index `attention_mask.sum() - 2` whatever it holds: a question without
+# `? [MASK]`, or an attention mask with a hole, would be answered from another token, silently. The
+# course's model checks that the token there is `[MASK]` (`config.mask_token_id`) and raises otherwise:
+
+# %%
+qa_check = sm.qa_model().eval()
+q = {k: v[:2] for k, v in st.vqa_batch(0, 2).items() if k != "rows"}
+regions, region_mask = sm.regions(q)
+print("scores:", tuple(qa_check(q["input_ids"], regions, q["attention_mask"], region_mask).logits["vqa"].shape))
+no_mask = q["input_ids"].clone()
+no_mask[0, int(q["attention_mask"][0].sum()) - 2] = st.vocab.stoi["?"]  # "... ? ? [SEP]": no [MASK]
+try:
+    qa_check(no_mask, regions, q["attention_mask"], region_mask)
+    raise AssertionError("a question without [MASK] was answered")
+except ValueError as err:
+    print("refused:", err)
 
 # %% [markdown]
 # ## Exercise 2: the [MASK] token's state
@@ -240,14 +294,17 @@ def mask_token_states(hidden, attention_mask):
 
 
 # %% tags=["graded"]
-from vlp_course.exercises.models import check_mask_token_states
+from vlp_course.exercises.visualbert import check_mask_token_states
 
 check_mask_token_states(mask_token_states)
 
 # %%
-results, moved = vqa_against_question_only(pre, sm, CFG["vqa_steps"], name="VisualBERT", batch=CFG["vqa_batch"],
-                                          seed=CFG["seed"], device=device)
+results, moved, seconds = run.vqa_against_question_only(pre, sm, CFG["vqa_steps"], name="VisualBERT",
+                                                        batch=CFG["vqa_batch"], seed=CFG["seed"], device=device)
 print(f"{len(moved['loaded'])} tensors from the checkpoint; new: {moved['new']}")
+for label, acc in results.items():
+    took = f" ({CFG['vqa_steps']} fine-tuning steps in {seconds[label]:.0f} s)" if label in seconds else ""
+    print(f"{label:32s} {acc:6.1%}{took}")
 
 # %%
 plt.figure(figsize=(5, 2.4))
@@ -269,6 +326,6 @@ print(f"total time {time.perf_counter() - T0:.0f} s")
 #   to, and how did we work around the missing box geometry? How do LXMERT and VL-BERT encode boxes?
 # * The matching task here swaps whole captions. Why might hard negatives (a caption that differs in
 #   one colour word, `st.ds.negatives`) teach the model more about grounding words in regions?
-# * Fine-tune a *fresh* model (`sm.qa_model()`, then `train_vqa` and `vqa_accuracy` from
-#   `vlp_course.models.scene_checkpoints`, without `transfer_pretrained`) for the same number of steps. How much of
+# * Fine-tune a *fresh* model (`sm.qa_model()`, then `run.finetune_vqa` and `run.evaluate_vqa` from
+#   `vlp_course.recipes.run`, without `run.transfer_pretrained`) for the same number of steps. How much of
 #   the margin comes from pretraining?

@@ -1,15 +1,19 @@
 """VisualBERT (Li et al. 2019, "VisualBERT: A Simple and Performant Baseline for Vision and Language").
 
 One stream: BERT over the concatenation ``[CLS] text [SEP] v_1 … v_N``, where each region feature is
-projected to the hidden width. Read top-down: config, the joint embedding, the model (embeddings ->
-the shared :class:`~vlp_course.models.blocks.Encoder` -> pooler), the BERT pretraining heads (masked
-language modelling and sentence-image matching), the VQA head on the [MASK] token.
+projected to the hidden width. Read top-down: config, the joint embedding, the model (its input
+checks, embeddings -> the shared :class:`~vlp_course.models.blocks.Encoder` -> pooler), pretraining
+(masked language modelling and sentence-image matching), the VQA head on the [MASK] token.
 
-Sources: the paper (sections 3.1–3.3) and uclanlp/visualbert ``pytorch_pretrained_bert/modeling.py``
-(``BertEmbeddingsWithVisualEmbedding``, ``BertVisualModel``, ``TrainVisualBERTObjective``); see
-vl-models.md section 3. Parameter names are those of Hugging Face's ``VisualBertFor*`` classes, so
-converting a checkpoint is a key map (:mod:`vlp_course.models.convert`; the original uclanlp names
-go through the rename table there).
+Sources: the paper (sections 3.1–3.3, 4.1) and uclanlp/visualbert ``pytorch_pretrained_bert/modeling.py``
+(``BertEmbeddingsWithVisualEmbedding``, ``BertVisualModel``, ``TrainVisualBERTObjective``).
+Parameter names are those of Hugging Face's ``VisualBertFor*`` classes, so converting a checkpoint
+is a key map (:mod:`vlp_course.models.convert`; the original uclanlp names go through the rename
+table there).
+
+The two task models take the course's shared argument names (``docs/conventions.md``) and return
+:class:`~vlp_course.models.blocks.VLOutput`: ``losses``/``logits`` keyed ``"mlm"`` and ``"itm"``
+(pretraining) or ``"vqa"`` (question answering), ``encoder`` the :class:`VisualBertOutput`.
 
 Where transformers differs from the original, this file follows the original and says so:
 
@@ -21,7 +25,8 @@ Where transformers differs from the original, this file follows the original and
   RoBERTa id on a BERT vocabulary, so ``[unused0]`` gets no gradient); the original has no padding
   row. Only gradients differ, not outputs.
 * ``VisualBertForQuestionAnswering`` here works without an ``attention_mask`` (HF raises
-  ``AttributeError``).
+  ``AttributeError``), and checks that the token it reads the answer from is ``[MASK]`` (the
+  original and HF read index ``attention_mask.sum - 2`` whatever it holds).
 
 Shapes: B batch, T text tokens, V regions, D hidden width, F region-feature width, A answers.
 """
@@ -38,13 +43,14 @@ from torch import Tensor, nn
 from vlp_course.models.blocks import (
     BertPreTrainingHeads,
     Encoder,
-    LMPredictionHead,
     Pooler,
     TextEmbeddings,
     TransformerConfig,
+    VLOutput,
     check_config,
     check_ids,
     check_keep_mask,
+    check_labels,
     check_region_features,
     check_text_inputs,
     describe_shape,
@@ -59,9 +65,7 @@ __all__ = [
     "VisualBertModel",
     "VisualBertOutput",
     "VisualBertForPreTraining",
-    "VisualBertPreTrainingOutput",
     "VisualBertForQuestionAnswering",
-    "VisualBertQAOutput",
     "vqa_kl_loss",
 ]
 
@@ -75,14 +79,17 @@ class VisualBertConfig(TransformerConfig):
 
     Attributes:
         visual_embedding_dim: F, the width of the region features: 2048 for COCO/VQA (Detectron
-            fc6), 1024 for NLVR2, 512 for VCR (vl-models.md 3.1). HF's default is 512.
+            fc6), 1024 for NLVR2, 512 for VCR (the paper, section 4; HF's default is 512).
         visual_token_type_default: the token type of regions when ``visual_token_type_ids`` is
             omitted: 0 as in the original (HF: 1).
         special_visual_initialize: copy the text token-type and position tables into the visual ones
             at initialisation (original and HF default).
         num_answers: A, the VQA answer vocabulary (3129 for VQA v2).
+        mask_token_id: the id of ``[MASK]``, where :class:`VisualBertForQuestionAnswering` reads the
+            answer: 103 in bert-base-uncased's vocabulary (a course recipe sets its own).
         mlm_on_mismatched: whether masked tokens of a mismatched pair count in the MLM loss
-            (pitfall P4). The original masks both captions whatever the pair is, so True.
+            (lxmert issue 51 asks the question for LXMERT). The original masks both captions
+            whatever the pair is, so True.
 
     Raises:
         ValueError: on the fields' ranges (and see :class:`TransformerConfig`).
@@ -92,11 +99,12 @@ class VisualBertConfig(TransformerConfig):
     visual_token_type_default: int = 0
     special_visual_initialize: bool = True
     num_answers: int = 3129
+    mask_token_id: int = 103
     mlm_on_mismatched: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_config(self, positive=("visual_embedding_dim", "num_answers"))
+        check_config(self, positive=("visual_embedding_dim", "num_answers"), non_negative=("mask_token_id",))
         if not 0 <= int(self.visual_token_type_default) < self.type_vocab_size:
             raise ValueError(f"visual_token_type_default must lie in [0, {self.type_vocab_size}), got {self.visual_token_type_default!r}")
 
@@ -104,7 +112,8 @@ class VisualBertConfig(TransformerConfig):
     def from_hf(cls, hf_config: Any, **overrides: Any) -> "VisualBertConfig":
         """Read a Hugging Face ``VisualBertConfig`` (``num_labels`` becomes ``num_answers``).
 
-        The visual token type default stays the original 0 unless overridden.
+        The visual token type default stays the original 0 unless overridden; HF's config has no
+        ``[MASK]`` id, so ``mask_token_id`` stays bert-base-uncased's 103 unless overridden.
         """
         extra = {"visual_embedding_dim": hf_config.visual_embedding_dim}
         if getattr(hf_config, "num_labels", None):
@@ -151,16 +160,16 @@ class VisualBertEmbeddings(TextEmbeddings):
         """Embed text (and regions).
 
         Args:
-            input_ids: (B, T). token_type_ids: (B, T), zeros when omitted (P6).
+            input_ids: (B, T). token_type_ids: (B, T), zeros when omitted (transformers issue 13001).
             position_ids: (B, T) or (1, T); 0..T-1 when omitted.
-            visual_feats: (B, V, F) region features, or None for text only (P7).
+            visual_feats: (B, V, F) region features, or None for text only (transformers issue 12827).
             visual_token_type_ids: (B, V); ``config.visual_token_type_default`` (0) when omitted.
 
         Returns:
             (B, T+V, D) (or (B, T, D) without regions).
 
         Raises:
-            ValueError: on shapes or id ranges (checked in :meth:`VisualBertModel.forward`).
+            ValueError: nothing here; the inputs are checked in :meth:`VisualBertModel.check_inputs`.
         """
         cfg = self.config
         B, T = input_ids.shape
@@ -187,13 +196,13 @@ class VisualBertEmbeddings(TextEmbeddings):
 # --------------------------------------------------------------------------------------------------
 @dataclass
 class VisualBertOutput:
-    """What :class:`VisualBertModel` returns.
+    """What :class:`VisualBertModel` returns (the ``encoder`` of the task models' :class:`VLOutput`).
 
     Attributes:
         last_hidden_state: (B, T+V, D); text first, then regions.
         pooler_output: (B, D), tanh(Linear) of the [CLS] state.
         hidden_states: the embeddings and every layer's output, L+1 tensors (B, T+V, D), when requested.
-        attentions: one (B, heads, T+V, T+V) tensor per layer, when requested (P12).
+        attentions: one (B, heads, T+V, T+V) tensor per layer, when requested (mmf issue 1036).
         text_length: T, where the regions start.
     """
 
@@ -221,6 +230,46 @@ class VisualBertModel(nn.Module):
         if config.special_visual_initialize:
             self.embeddings.special_visual_initialize()
 
+    def check_inputs(
+        self,
+        input_ids: Tensor,
+        visual_feats: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        visual_attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        visual_token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None,
+    ) -> tuple[int, int, int]:
+        """VisualBERT's one input boundary; every model of this file runs it before any matrix product.
+
+        Returns:
+            ``(B, T, V)``, V = 0 without regions.
+
+        Raises:
+            ValueError: ``input_ids`` not integer (B, T) ids in the vocabulary, T = 0 (no [CLS]: the
+                pooler would read a region) or beyond the position table; an ``attention_mask`` row
+                that hides its first token; ``position_ids`` not (B, T) or (1, T); region features
+                not (B, V, F) of the model's dtype with F = ``visual_embedding_dim`` (naming both
+                widths, transformers issue 18228), another batch size, or a NaN/inf; a mask or
+                token-type tensor of the wrong shape or range; region masks or types without features.
+        """
+        cfg = self.config
+        B, T = check_text_inputs(cfg, input_ids, token_type_ids, attention_mask)
+        if position_ids is not None and tuple(position_ids.shape) not in ((B, T), (1, T)):
+            raise ValueError(f"position_ids must have shape (B, T) = ({B}, {T}) or (1, T), got {describe_shape(position_ids)}")
+        check_ids(position_ids, tuple(position_ids.shape) if position_ids is not None else (), cfg.max_position_embeddings,
+                  "position_ids")
+        if visual_feats is None:
+            if visual_attention_mask is not None or visual_token_type_ids is not None:
+                raise ValueError("visual_attention_mask / visual_token_type_ids were given without visual_feats")
+            return B, T, 0
+        check_region_features(visual_feats, cfg.visual_embedding_dim, B, field_name="visual_embedding_dim",
+                              dtype=self.embeddings.visual_projection.weight.dtype)
+        V = visual_feats.shape[1]
+        check_keep_mask(visual_attention_mask, (B, V), "visual_attention_mask")
+        check_ids(visual_token_type_ids, (B, V), cfg.type_vocab_size, "visual_token_type_ids")
+        return B, T, V
+
     def forward(
         self,
         input_ids: Tensor,
@@ -237,42 +286,30 @@ class VisualBertModel(nn.Module):
         """Encode ``[CLS] text [SEP]`` followed by the regions.
 
         Args:
-            input_ids: (B, T) token ids.
-            visual_feats: (B, V, F) region features, or None for text only (pitfall P7).
-            attention_mask: (B, T) keep mask (1 real, 0 padding); all ones when omitted.
+            input_ids: (B, T) token ids, [CLS] first.
+            visual_feats: (B, V, F) region features in the model's dtype, or None for text only
+                (transformers issue 12827).
+            attention_mask: (B, T) keep mask (1 real, 0 padding, the first token real); all ones when omitted.
             visual_attention_mask: (B, V) keep mask over regions; all ones when omitted.
-            token_type_ids: (B, T), zeros when omitted (P6). visual_token_type_ids: (B, V),
-                ``config.visual_token_type_default`` (0, the original) when omitted.
-            position_ids: (B, T) text positions, 0..T-1 when omitted.
+            token_type_ids: (B, T), zeros when omitted (transformers issue 13001). visual_token_type_ids:
+                (B, V), ``config.visual_token_type_default`` (0, the original) when omitted.
+            position_ids: (B, T) or (1, T) text positions, 0..T-1 when omitted.
             output_hidden_states, output_attentions: also return every layer's states / attention weights.
 
         Returns:
             :class:`VisualBertOutput`.
 
         Raises:
-            ValueError: if ``input_ids`` is not (B, T) or T exceeds the position table; if the
-                features' width is not ``visual_embedding_dim`` (naming both, P8) or their batch size
-                differs from the text's; if a mask or id tensor has the wrong shape or range.
+            ValueError: see :meth:`check_inputs`.
         """
-        cfg = self.config
-        B, T = check_text_inputs(cfg, input_ids, token_type_ids, attention_mask)
-        if position_ids is not None and tuple(position_ids.shape) not in ((B, T), (1, T)):
-            raise ValueError(f"position_ids must have shape (B, T) = ({B}, {T}) or (1, T), got {describe_shape(position_ids)}")
-        if visual_feats is None:
-            if visual_attention_mask is not None or visual_token_type_ids is not None:
-                raise ValueError("visual_attention_mask / visual_token_type_ids were given without visual_feats")
-            mask = attention_mask
+        B, T, V = self.check_inputs(input_ids, visual_feats, attention_mask, visual_attention_mask, token_type_ids,
+                                    visual_token_type_ids, position_ids)
+        if V == 0 or (attention_mask is None and visual_attention_mask is None):
+            mask = attention_mask  # text only, or attend everywhere (None)
         else:
-            check_region_features(visual_feats, cfg.visual_embedding_dim, B, field_name="visual_embedding_dim")
-            V = visual_feats.shape[1]
-            check_keep_mask(visual_attention_mask, (B, V), "visual_attention_mask")
-            check_ids(visual_token_type_ids, (B, V), cfg.type_vocab_size, "visual_token_type_ids")
-            if attention_mask is None and visual_attention_mask is None:
-                mask = None  # attend everywhere
-            else:
-                t_mask = attention_mask if attention_mask is not None else input_ids.new_ones(B, T)
-                v_mask = visual_attention_mask if visual_attention_mask is not None else input_ids.new_ones(B, V)
-                mask = torch.cat([t_mask != 0, v_mask != 0], dim=1)  # (B, T+V) bool
+            t_mask = attention_mask if attention_mask is not None else input_ids.new_ones(B, T)
+            v_mask = visual_attention_mask if visual_attention_mask is not None else input_ids.new_ones(B, V)
+            mask = torch.cat([t_mask != 0, v_mask != 0], dim=1)  # (B, T+V) bool
 
         x = self.embeddings(input_ids, token_type_ids, position_ids, visual_feats, visual_token_type_ids)  # (B, T+V, D)
         enc = self.encoder(x, mask, output_hidden_states=output_hidden_states, output_attentions=output_attentions)
@@ -288,33 +325,14 @@ class VisualBertModel(nn.Module):
 # --------------------------------------------------------------------------------------------------
 # Pretraining: masked LM + sentence-image matching
 # --------------------------------------------------------------------------------------------------
-@dataclass
-class VisualBertPreTrainingOutput:
-    """Logits and losses of :class:`VisualBertForPreTraining`.
-
-    Attributes:
-        prediction_logits: (B, T+V, vocab) MLM scores (the region rows are never targets); with
-            ``mlm_scores="masked"``, (M, vocab) at the M labelled positions.
-        seq_relationship_logits: (B, 2) matching logits; class 1 = the caption belongs to the image.
-        loss: sum of the losses computed (None without labels); mlm_loss, matching_loss: the parts.
-        model: the encoder's :class:`VisualBertOutput`.
-    """
-
-    prediction_logits: Tensor
-    seq_relationship_logits: Tensor
-    model: VisualBertOutput
-    loss: Tensor | None = None
-    mlm_loss: Tensor | None = None
-    matching_loss: Tensor | None = None
-
-
 class VisualBertForPreTraining(nn.Module):
     """VisualBERT with its two pretraining heads (``visual_bert.*``, ``cls.*``).
 
     Task-agnostic pretraining on COCO captions (paper 3.3): masked language modelling on the
-    caption tokens and sentence-image prediction, ``[CLS] caption_a [SEP] caption_b [SEP]`` +
-    regions, label ``is_matched`` = 1 when caption_b describes the image. (The original stores it
-    as ``is_random_next`` but means ``is_correct``; HF's docstring states the opposite polarity.)
+    caption tokens (``"mlm"``) and sentence-image prediction (``"itm"``), ``[CLS] caption_a [SEP]
+    caption_b [SEP]`` + regions, label ``is_matched`` = 1 when caption_b describes the image. (The
+    original stores it as ``is_random_next`` but means ``is_correct``; HF's docstring states the
+    opposite polarity, transformers issue 7266.) No region objective.
     """
 
     tied_weights = {"cls.predictions.decoder.weight": "visual_bert.embeddings.word_embeddings.weight"}
@@ -328,6 +346,34 @@ class VisualBertForPreTraining(nn.Module):
             part.apply(lambda m: init_bert_weights(m, config.initializer_range))
         with torch.no_grad():
             self.cls.predictions.bias.zero_()
+
+    def check_labels(self, mlm_labels: Tensor | None, is_matched: Tensor | None, mlm_scores: str,
+                     B: int, T: int, V: int) -> None:
+        """The pretraining labels, checked before the encoder runs.
+
+        Raises:
+            ValueError: ``mlm_scores`` not "all"/"masked", or "masked" without ``mlm_labels``;
+                ``is_matched`` not integer (B,) in {0, 1, -100}; ``mlm_labels`` not integer (B, T) or
+                (B, T+V) in [0, vocab) or -100, or with a target on a region position.
+        """
+        if mlm_scores not in ("all", "masked"):
+            raise ValueError(f"mlm_scores must be 'all' or 'masked', got {mlm_scores!r}")
+        if mlm_scores == "masked" and mlm_labels is None:
+            raise ValueError("mlm_scores='masked' scores the labelled positions: it needs mlm_labels")
+        check_labels(is_matched, (B,), "is_matched")
+        if is_matched is not None and bool(((is_matched != 0) & (is_matched != 1) & (is_matched != IGNORE_INDEX)).any()):
+            raise ValueError(f"is_matched must hold 1 (matched), 0 (mismatched) or {IGNORE_INDEX}, got {is_matched.tolist()}")
+        if mlm_labels is None:
+            return
+        if not isinstance(mlm_labels, Tensor) or tuple(mlm_labels.shape) not in ((B, T), (B, T + V)):
+            raise ValueError(f"mlm_labels must have shape (B, T) = ({B}, {T}) or (B, T+V) = ({B}, {T + V}), "
+                             f"got {describe_shape(mlm_labels)}")
+        check_labels(mlm_labels, tuple(mlm_labels.shape), "mlm_labels")
+        target = mlm_labels != IGNORE_INDEX
+        if bool(((mlm_labels[target] < 0) | (mlm_labels[target] >= self.config.vocab_size)).any()):
+            raise ValueError(f"mlm_labels must lie in [0, {self.config.vocab_size}) or be {IGNORE_INDEX}")
+        if mlm_labels.shape[1] > T and bool(target[:, T:].any()):
+            raise ValueError("mlm_labels in the (B, T+V) layout must be -100 over the regions: regions are never MLM targets")
 
     def forward(
         self,
@@ -343,66 +389,73 @@ class VisualBertForPreTraining(nn.Module):
         mlm_scores: str = "all",
         output_hidden_states: bool = False,
         output_attentions: bool = False,
-    ) -> VisualBertPreTrainingOutput:
+    ) -> VLOutput:
         """Scores of both heads, and their losses when labels are given.
 
         Args:
             input_ids … visual_token_type_ids: as in :meth:`VisualBertModel.forward`.
             mlm_labels: (B, T) original id at masked text positions, -100 elsewhere; or (B, T+V) with
                 -100 over the regions (HF's layout). With ``config.mlm_on_mismatched`` False, rows
-                with ``is_matched`` 0 are ignored (P4).
+                with ``is_matched`` 0 are ignored.
             is_matched: (B,) 1 = matched pair, 0 = mismatched, -100 = no matching loss for the row.
-            mlm_scores: ``"all"``: ``prediction_logits`` is (B, T+V, vocab), every position, as
-                the uclanlp original and transformers compute it; ``"masked"``: (M, vocab) for the M
-                labelled positions only (row-major order), as original BERT does
+            mlm_scores: ``"all"``: ``logits["mlm"]`` is (B, T+V, vocab), every position including the
+                regions, as the uclanlp original and transformers compute it; ``"masked"``: (M, vocab)
+                for the M labelled positions only (row-major order), as original BERT does
                 (:meth:`~vlp_course.models.blocks.LMPredictionHead.at_labels`). Same loss and
                 gradients; for training, where the other rows are never used.
 
         Returns:
-            :class:`VisualBertPreTrainingOutput`; ``loss`` = MLM + matching (the ones given).
+            :class:`VLOutput`: ``logits["mlm"]`` (see ``mlm_scores``), ``logits["itm"]`` (B, 2) with
+            class 1 = matched; ``losses["mlm"]`` (cross-entropy over the labelled tokens) and
+            ``losses["itm"]`` for the labels given; ``loss`` their sum; ``encoder`` the
+            :class:`VisualBertOutput`.
 
         Raises:
-            ValueError: see :meth:`VisualBertModel.forward`; ``mlm_labels`` not (B, T) or (B, T+V), or
-                with a target on a region position;
-                ``is_matched`` not (B,); ``mlm_scores`` not "all"/"masked", or "masked" without ``mlm_labels``.
+            ValueError: see :meth:`VisualBertModel.check_inputs` and :meth:`check_labels`.
         """
-        if mlm_scores not in ("all", "masked"):
-            raise ValueError(f"mlm_scores must be 'all' or 'masked', got {mlm_scores!r}")
-        if mlm_scores == "masked" and mlm_labels is None:
-            raise ValueError("mlm_scores='masked' scores the labelled positions: it needs mlm_labels")
+        B, T, V = self.visual_bert.check_inputs(input_ids, visual_feats, attention_mask, visual_attention_mask,
+                                                token_type_ids, visual_token_type_ids)
+        self.check_labels(mlm_labels, is_matched, mlm_scores, B, T, V)
+
         out = self.visual_bert(input_ids, visual_feats, attention_mask, visual_attention_mask, token_type_ids,
                                visual_token_type_ids, output_hidden_states=output_hidden_states,
                                output_attentions=output_attentions)
         seq = out.last_hidden_state  # (B, T+V, D)
-        match_logits = self.cls.seq_relationship(out.pooler_output)  # (B, 2)
-        scores = self.cls.predictions(seq) if mlm_scores == "all" else None  # (B, T+V, vocab)
-        B, L = seq.shape[:2]
-        T = out.text_length
+        logits = {"itm": self.cls.seq_relationship(out.pooler_output)}  # (B, 2)
+        if mlm_scores == "all":
+            logits["mlm"] = self.cls.predictions(seq)  # (B, T+V, vocab)
         losses: dict[str, Tensor] = {}
-        if is_matched is not None:
-            if not isinstance(is_matched, Tensor) or tuple(is_matched.shape) != (B,):
-                raise ValueError(f"is_matched must have shape (B,) = ({B},), got {describe_shape(is_matched)}")
-            losses["matching_loss"] = itm_loss(match_logits, is_matched.long())
         if mlm_labels is not None:
-            if not isinstance(mlm_labels, Tensor) or tuple(mlm_labels.shape) not in ((B, T), (B, L)):
-                raise ValueError(f"mlm_labels must have shape (B, T) = ({B}, {T}) or (B, T+V) = ({B}, {L}), got {describe_shape(mlm_labels)}")
             labels = mlm_labels.long()
-            if labels.shape[1] == L and L > T and bool((labels[:, T:] != IGNORE_INDEX).any()):
-                raise ValueError("mlm_labels in the (B, T+V) layout must be -100 over the regions: regions are never MLM targets")
-            if labels.shape[1] == T and L > T:  # pad the region positions with "no target"
-                labels = torch.cat([labels, labels.new_full((B, L - T), IGNORE_INDEX)], dim=1)  # (B, T+V)
+            if labels.shape[1] == T and V:  # pad the region positions with "no target"
+                labels = torch.cat([labels, labels.new_full((B, V), IGNORE_INDEX)], dim=1)  # (B, T+V)
             if not self.config.mlm_on_mismatched and is_matched is not None:
                 labels = drop_mismatched_labels(labels, is_matched.long())
             if mlm_scores == "masked":
-                scores, labels = self.cls.predictions.at_labels(seq, labels)  # (M, vocab), (M,)
-            losses["mlm_loss"] = mlm_loss(scores, labels)
-        total = sum(losses.values()) if losses else None
-        return VisualBertPreTrainingOutput(scores, match_logits, out, total, losses.get("mlm_loss"), losses.get("matching_loss"))
+                logits["mlm"], labels = self.cls.predictions.at_labels(seq, labels)  # (M, vocab), (M,)
+            losses["mlm"] = mlm_loss(logits["mlm"], labels)
+        if is_matched is not None:
+            losses["itm"] = itm_loss(logits["itm"], is_matched.long())
+        return VLOutput(VLOutput.total(losses), losses, logits, encoder=out)
 
 
 # --------------------------------------------------------------------------------------------------
 # VQA: a linear classifier on the [MASK] token of "[CLS] question ? [MASK] [SEP]"
 # --------------------------------------------------------------------------------------------------
+def check_soft_scores(soft_scores: Tensor, shape: tuple[int, int], what: str = "soft_scores") -> None:
+    """VQA soft scores must be a float (B, A) tensor in [0, 1].
+
+    Raises:
+        ValueError: naming the expected shape, dtype or range.
+    """
+    if not isinstance(soft_scores, Tensor) or tuple(soft_scores.shape) != tuple(shape):
+        raise ValueError(f"{what} must have shape (B, A) = {tuple(shape)}, got {describe_shape(soft_scores)}")
+    if not soft_scores.is_floating_point():
+        raise ValueError(f"{what} must be floating-point soft scores in [0, 1], got {soft_scores.dtype}")
+    if bool(((soft_scores < 0) | (soft_scores > 1)).any()):
+        raise ValueError(f"{what}: soft scores must lie in [0, 1]")
+
+
 def vqa_kl_loss(logits: Tensor, soft_scores: Tensor) -> Tensor:
     """VisualBERT's VQA loss: ``KLDivLoss(batchmean)(log_softmax(logits), soft_scores)``.
 
@@ -418,21 +471,8 @@ def vqa_kl_loss(logits: Tensor, soft_scores: Tensor) -> Tensor:
     """
     if not isinstance(logits, Tensor) or logits.ndim != 2:
         raise ValueError(f"vqa_kl_loss: logits must have shape (B, A), got {describe_shape(logits)}")
-    if not isinstance(soft_scores, Tensor) or soft_scores.shape != logits.shape:
-        raise ValueError(f"vqa_kl_loss: soft_scores must have the logits' shape {tuple(logits.shape)}, got {describe_shape(soft_scores)}")
-    if bool(((soft_scores < 0) | (soft_scores > 1)).any()):
-        raise ValueError("vqa_kl_loss: soft scores must lie in [0, 1]")
+    check_soft_scores(soft_scores, tuple(logits.shape), "vqa_kl_loss: soft_scores")
     return F.kl_div(logits.float().log_softmax(-1), soft_scores.float(), reduction="batchmean")
-
-
-@dataclass
-class VisualBertQAOutput:
-    """logits (B, A) raw answer scores; answer_positions (B,) the [MASK] index used; loss or None; model."""
-
-    logits: Tensor
-    answer_positions: Tensor
-    model: VisualBertOutput
-    loss: Tensor | None = None
 
 
 class VisualBertForQuestionAnswering(nn.Module):
@@ -440,31 +480,59 @@ class VisualBertForQuestionAnswering(nn.Module):
 
     The text is ``[CLS] question ? [MASK] [SEP]`` (padding after); the answer is read from the
     hidden state of the [MASK] token, at index ``attention_mask.sum(1) - 2`` (the original's
-    ``input_mask.sum - 2``), through dropout and Linear(D, A). Loss: :func:`vqa_kl_loss`.
+    ``input_mask.sum - 2``, uclanlp ``TrainVisualBERTObjective``), through dropout and Linear(D, A).
+    Loss: :func:`vqa_kl_loss`, ``"vqa"`` in the output.
     """
 
     def __init__(self, config: VisualBertConfig):
         super().__init__()
+        if config.mask_token_id >= config.vocab_size:
+            raise ValueError(f"mask_token_id = {config.mask_token_id} is not in the vocabulary (vocab_size = "
+                             f"{config.vocab_size}): set it to the id of [MASK], where the answer is read")
         self.config = config
         self.visual_bert = VisualBertModel(config)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.cls = nn.Linear(config.hidden_size, config.num_answers)
         init_bert_weights(self.cls, config.initializer_range)
 
-    @staticmethod
-    def answer_positions(attention_mask: Tensor | None, batch: int, length: int, device=None) -> Tensor:
-        """(B,) index of the [MASK]: the number of real text tokens minus 2 ([MASK] then [SEP]).
+    def answer_positions(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        """(B,) index of each row's [MASK]: the number of real text tokens minus 2 ([MASK] then [SEP]).
+
+        The original reads that index whatever it holds; a question without ``? [MASK]``, or a mask
+        with a hole, would give a wrong answer silently. Here both raise.
+
+        Args:
+            input_ids: (B, T) token ids. attention_mask: (B, T), 1s then 0s; None = every token real.
 
         Raises:
-            ValueError: if a row has fewer than 2 real tokens.
+            ValueError: if ``attention_mask`` holds values other than 0 and 1, or a 1 after a 0 (a
+                hole: the count would miss the [MASK]); if a row has fewer than 2 real tokens; if the
+                token at a row's answer position is not ``config.mask_token_id``.
         """
+        B, T = input_ids.shape
         if attention_mask is None:
-            n = torch.full((batch,), length, dtype=torch.long, device=device)
+            n = torch.full((B,), T, dtype=torch.long, device=input_ids.device)
         else:
-            n = attention_mask.long().sum(1)  # (B,)
+            if bool(((attention_mask != 0) & (attention_mask != 1)).any()):
+                raise ValueError("attention_mask must hold 1 (real token) and 0 (padding) only")
+            keep = attention_mask != 0  # (B, T)
+            holes = keep[:, 1:] & ~keep[:, :-1]  # (B, T-1): a real token after padding
+            if bool(holes.any()):
+                row = int(torch.nonzero(holes)[0, 0])
+                raise ValueError(f"attention_mask row {row} is {attention_mask[row].long().tolist()}: it must be 1s followed "
+                                 "by 0s, since the answer is read at attention_mask.sum - 2")
+            n = keep.long().sum(1)  # (B,)
         if bool((n < 2).any()):
             raise ValueError("each question needs at least 2 real tokens: '... [MASK] [SEP]'")
-        return n - 2
+        positions = n - 2  # (B,)
+        found = input_ids[torch.arange(B, device=input_ids.device), positions]  # (B,)
+        wrong = found != self.config.mask_token_id
+        if bool(wrong.any()):
+            row = int(torch.nonzero(wrong)[0])
+            raise ValueError(f"row {row}: the token at the answer position attention_mask.sum - 2 = {int(positions[row])} "
+                             f"is id {int(found[row])}, not [MASK] (mask_token_id = {self.config.mask_token_id}); "
+                             "the question must end with '? [MASK] [SEP]' before its padding")
+        return positions
 
     def forward(
         self,
@@ -475,35 +543,36 @@ class VisualBertForQuestionAnswering(nn.Module):
         token_type_ids: Tensor | None = None,
         visual_token_type_ids: Tensor | None = None,
         *,
-        answer_positions: Tensor | None = None,
         soft_scores: Tensor | None = None,
         output_hidden_states: bool = False,
         output_attentions: bool = False,
-    ) -> VisualBertQAOutput:
+    ) -> VLOutput:
         """Answer scores from the [MASK] token.
 
         Args:
             input_ids … visual_token_type_ids: as in :meth:`VisualBertModel.forward`; the text must
                 end with ``[MASK] [SEP]`` before its padding.
-            answer_positions: (B,) index of the [MASK]; default :meth:`answer_positions`.
-            soft_scores: (B, A) VQA soft scores; gives ``loss``.
+            soft_scores: (B, A) VQA soft scores in [0, 1]; gives ``losses["vqa"]``.
 
         Returns:
-            :class:`VisualBertQAOutput` with raw logits (HF returns log-probabilities when labels are given).
+            :class:`VLOutput`: ``logits["vqa"]`` (B, A) raw answer scores (HF returns
+            log-probabilities when labels are given), ``losses["vqa"]`` (:func:`vqa_kl_loss`) with
+            ``soft_scores``, ``encoder`` the :class:`VisualBertOutput`.
 
         Raises:
-            ValueError: see :meth:`VisualBertModel.forward`; a position outside the text.
+            ValueError: see :meth:`VisualBertModel.check_inputs` and :meth:`answer_positions`;
+                ``soft_scores`` not float (B, A) in [0, 1].
         """
+        B, _, _ = self.visual_bert.check_inputs(input_ids, visual_feats, attention_mask, visual_attention_mask,
+                                                token_type_ids, visual_token_type_ids)
+        positions = self.answer_positions(input_ids, attention_mask)  # (B,)
+        if soft_scores is not None:
+            check_soft_scores(soft_scores, (B, self.config.num_answers))
+
         out = self.visual_bert(input_ids, visual_feats, attention_mask, visual_attention_mask, token_type_ids,
                                visual_token_type_ids, output_hidden_states=output_hidden_states,
                                output_attentions=output_attentions)
-        B, T = input_ids.shape
-        if answer_positions is None:
-            answer_positions = self.answer_positions(attention_mask, B, T, input_ids.device)
-        elif tuple(answer_positions.shape) != (B,) or bool(((answer_positions < 0) | (answer_positions >= T)).any()):
-            raise ValueError(f"answer_positions must have shape (B,) = ({B},) with values in [0, {T})")
-        rows = torch.arange(B, device=input_ids.device)
-        h = out.last_hidden_state[rows, answer_positions]  # (B, D)
-        logits = self.cls(self.dropout(h))  # (B, A)
-        loss = vqa_kl_loss(logits, soft_scores) if soft_scores is not None else None
-        return VisualBertQAOutput(logits, answer_positions, out, loss)
+        h = out.last_hidden_state[torch.arange(B, device=input_ids.device), positions]  # (B, D)
+        logits = {"vqa": self.cls(self.dropout(h))}  # (B, A)
+        losses = {"vqa": vqa_kl_loss(logits["vqa"], soft_scores)} if soft_scores is not None else {}
+        return VLOutput(VLOutput.total(losses), losses, logits, encoder=out)

@@ -2,8 +2,11 @@
 
 VisualBERT (Li et al. 2019, section 3.3; uclanlp/visualbert ``pytorch_pretrained_bert/modeling.py``)
 has no box input: the region's box is appended to its feature, so ``visual_embedding_dim`` is F + 4.
-It pretrains with two tasks only: masked language modelling on the caption and sentence-image
-prediction (``itm``). VQA reads the ``[MASK]`` of ``[CLS] question ? [MASK] [SEP]``.
+It pretrains with two tasks only: masked language modelling on the caption (``"mlm"``) and
+sentence-image prediction (``"itm"``). VQA reads the ``[MASK]`` of ``[CLS] question ? [MASK] [SEP]``
+(the scenes' questions end so for this model, :func:`~vlp_course.recipes.base.scene_tensors`).
+
+Shapes: B batch, T text tokens, N regions, F feature width, A answers.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from vlp_course.data.vl_tensors import FEATURE_WIDTH
 from vlp_course.models.blocks import VLOutput
 from vlp_course.models.visualbert import VisualBertConfig, VisualBertForPreTraining, VisualBertForQuestionAnswering
 from vlp_course.recipes.base import SceneAdapter
+from vlp_course.text.vocab import MASK
 
 __all__ = ["VisualBertAdapter"]
 
@@ -25,8 +29,10 @@ class VisualBertAdapter(SceneAdapter):
     kind = "visualbert"
 
     def config(self, num_answers: int | None = None) -> VisualBertConfig:
+        """The recipe's sizes, region features of width F + 4, and the scenes vocabulary's [MASK] id."""
         return VisualBertConfig(**self.sizes(), num_hidden_layers=self.recipe.layers,
-                                visual_embedding_dim=FEATURE_WIDTH + 4, num_answers=num_answers or 2)
+                                visual_embedding_dim=FEATURE_WIDTH + 4, num_answers=num_answers or 2,
+                                mask_token_id=self.st.ids[MASK])
 
     def pretraining_model(self) -> VisualBertForPreTraining:
         return VisualBertForPreTraining(self.config())
@@ -35,12 +41,13 @@ class VisualBertAdapter(SceneAdapter):
         return VisualBertForQuestionAnswering(self.config(len(self.st.answers)))
 
     def regions(self, batch: dict, zero_image: bool = False) -> tuple[Tensor, Tensor]:
-        """(B, N, F + 4) features with the normalised box appended, and the (B, N) region mask."""
+        """(B, N, F + 4) features with the box (x1, y1, x2, y2) / image size appended, and the (B, N) region mask."""
         feats, boxes, region_mask = self.images(batch, zero_image)
         return torch.cat([feats, boxes / self.st.image_size], -1), region_mask  # (B, N, F + 4)
 
     def pretrain_step(self, model: VisualBertForPreTraining, batch: dict,
                       generator: torch.Generator | None = None) -> VLOutput:
+        """One pretraining step's forward: ``losses["mlm"]``, ``losses["itm"]`` and their sum ``loss``."""
         # 1. pair: batch["input_ids"] is the caption of batch["image"] (is_matched 1) or of another image (0)
         # 2. mask words: BERT's 15%, of those 80% [MASK] / 10% random / 10% kept
         input_ids, mlm_labels = self.mask_words(batch, generator)
@@ -52,6 +59,7 @@ class VisualBertAdapter(SceneAdapter):
                      visual_attention_mask=visual_attention_mask, mlm_labels=mlm_labels, is_matched=batch["is_matched"])
 
     def vqa_step(self, model: VisualBertForQuestionAnswering, batch: dict, zero_image: bool = False) -> VLOutput:
+        """``logits["vqa"]`` (B, A) read at each question's [MASK], and ``losses["vqa"]`` (KL) with ``soft_scores``."""
         visual_feats, visual_attention_mask = self.regions(batch, zero_image)
         return model(batch["input_ids"], visual_feats, attention_mask=batch["attention_mask"],
                      visual_attention_mask=visual_attention_mask, soft_scores=batch.get("soft_scores"))
