@@ -3,7 +3,8 @@
 Read top-down: the config, the geometry embedding of a box, the image feature extractor's
 ``obj_downsample``, the box contract, the sequence layout (packing text, regions and [END]), the
 encoder ``vlbert`` with its MLM and masked-RoI-classification heads, the pretraining model, the VQA
-model, pixel masking before the detector, and the checkpoint converters.
+model and pixel masking before the detector. The checkpoint key maps are in
+:mod:`vlp_course.models.convert` (``vlbert_*``, ``load_bert_into_vlbert``).
 
 Faithful to jackroos/VL-BERT (``common/visual_linguistic_bert.py``, ``common/fast_rcnn.py``,
 ``common/utils/bbox.py``, ``pretrain/modules/resnet_vlbert_for_pretraining_multitask.py``,
@@ -49,7 +50,7 @@ F appearance width, G geometry width (8 x ``geometry_dim``), C detector classes,
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -84,11 +85,6 @@ __all__ = [
     "VLBERTForQuestionAnswering",
     "zero_box_pixels",
     "mask_regions_in_pixels",
-    "expected_state_dict_keys",
-    "from_original_state_dict",
-    "to_original_state_dict",
-    "load_original_checkpoint",
-    "save_original_checkpoint",
 ]
 
 
@@ -762,124 +758,4 @@ def mask_regions_in_pixels(images: Tensor, boxes: Tensor, masked_regions: Tensor
     return detector(zero_box_pixels(images, boxes, masked_regions.bool()), boxes)
 
 
-# --------------------------------------------------------------------------------------------------
-# Checkpoints
-# --------------------------------------------------------------------------------------------------
-def expected_state_dict_keys(config: VLBERTConfig | None = None) -> list[str]:
-    """The original checkpoint's keys (prec, pretraining; without ``module.``), from vl-models.md 4.3."""
-    c = config or VLBERTConfig()
-    wb = lambda p: [f"{p}.weight", f"{p}.bias"]  # noqa: E731
-    keys = ["image_feature_extractor.obj_downsample.1.weight", "image_feature_extractor.obj_downsample.1.bias",
-            "object_linguistic_embeddings.weight", "object_mask_word_embedding.weight",
-            "object_mask_visual_embedding.weight", "aux_text_visual_embedding.weight"]
-    v = "vlbert"
-    keys += [f"{v}.word_embeddings.weight", f"{v}.end_embedding.weight", f"{v}.position_embeddings.weight",
-             f"{v}.token_type_embeddings.weight"]
-    keys += wb(f"{v}.embedding_LayerNorm") + wb(f"{v}.visual_ln_text") + wb(f"{v}.visual_ln_object")
-    for i in range(c.num_hidden_layers):
-        p = f"{v}.encoder.layer.{i}"
-        for part in ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
-                     "attention.output.LayerNorm", "intermediate.dense", "output.dense", "output.LayerNorm"):
-            keys += wb(f"{p}.{part}")
-    if c.with_pooler:
-        keys += wb(f"{v}.pooler.dense")
-    if c.with_mlm_head:
-        keys += [f"{v}.mlm_head.predictions.bias"] + wb(f"{v}.mlm_head.predictions.transform.dense")
-        keys += wb(f"{v}.mlm_head.predictions.transform.LayerNorm") + [f"{v}.mlm_head.predictions.decoder.weight"]
-    if c.with_mvrc_head:
-        keys += wb(f"{v}.mvrc_head.transform.dense") + wb(f"{v}.mvrc_head.region_cls_pred")
-    return keys
-
-
-#: Prefixes of the end-to-end detector (backbone and C5 head, registered twice) that the prec model lacks.
-E2E_PREFIXES = ("image_feature_extractor.backbone.", "image_feature_extractor.roi_head_feature_extractor.",
-                "image_feature_extractor.head.")
-
-
-def from_original_state_dict(state_dict: Mapping[str, Tensor], *, drop_e2e: bool = True) -> dict[str, Tensor]:
-    """An original VL-BERT checkpoint (``{'state_dict': ...}`` or the dict itself) -> this module's keys.
-
-    Strips DataParallel's ``module.``; drops the end-to-end detector's keys (``drop_e2e``). The
-    remaining names are the original ones (``vlbert.*`` and the top-level embeddings).
-    """
-    if "state_dict" in state_dict and isinstance(state_dict["state_dict"], Mapping):
-        state_dict = state_dict["state_dict"]
-    out = {}
-    for k, val in state_dict.items():
-        if k.startswith("module."):
-            k = k[len("module."):]
-        if drop_e2e and k.startswith(E2E_PREFIXES):
-            continue
-        out[k] = val
-    return out
-
-
-def to_original_state_dict(state_dict: Mapping[str, Tensor], *, module_prefix: bool = True) -> dict[str, Tensor]:
-    """This module's state dict -> the original file's (with ``module.`` by default); tensors cloned
-    (the tied MLM decoder becomes its own tensor, as safetensors needs)."""
-    pre = "module." if module_prefix else ""
-    return {pre + k: v.detach().contiguous().clone() for k, v in state_dict.items()}
-
-
-def load_original_checkpoint(model: nn.Module, path_or_state: Any, strict: bool = True) -> tuple[list[str], list[str]]:
-    """Load an original VL-BERT checkpoint (``.model``/``.pt`` via ``torch.load``, ``.safetensors``, or
-    a state dict) into :class:`VLBERTForPretraining`.
-
-    Returns:
-        ``(missing, unexpected)``.
-
-    Raises:
-        ValueError: a shape mismatch (naming the key and both shapes), or with ``strict`` missing or
-            unexpected keys.
-    """
-    from vlp_course.models.convert import load_renamed_state_dict, read_checkpoint
-
-    return load_renamed_state_dict(model, from_original_state_dict(read_checkpoint(path_or_state)), strict=strict,
-                                   name="VL-BERT checkpoint")
-
-
-def save_original_checkpoint(model: nn.Module, path: str, module_prefix: bool = True) -> None:
-    """Write the weights with the original names (``module.`` prefixed by default) as ``.safetensors``."""
-    from safetensors.torch import save_file
-
-    save_file(to_original_state_dict(model.state_dict(), module_prefix=module_prefix), str(path))
-
-
-def load_bert_into_vlbert(model: VLBERTForPretraining, bert_state: Mapping[str, Tensor]) -> None:
-    """Initialise the text side from a BERT state dict (HF ``BertModel`` / ``BertForPreTraining`` names).
-
-    As the original: BERT's two segment rows go into rows 0-1 of the 3-row table (row 2, the
-    image's segment, keeps its random init); embeddings' LayerNorm -> ``embedding_LayerNorm``;
-    the encoder copies by name; ``cls.predictions.*`` -> ``mlm_head.predictions.*`` when present.
-
-    Raises:
-        ValueError: if a copied tensor's shape differs (naming the key).
-    """
-    v = model.vlbert
-    sd = {k[len("bert."):] if k.startswith("bert.") else k: t for k, t in bert_state.items()}
-    own = v.state_dict()
-    mapped = {}
-    for k, t in sd.items():
-        if k.startswith("embeddings.LayerNorm."):
-            mapped["embedding_LayerNorm." + k.split(".")[-1]] = t
-        elif k in ("embeddings.word_embeddings.weight", "embeddings.position_embeddings.weight"):
-            mapped[k[len("embeddings."):]] = t
-        elif k.startswith("encoder."):
-            mapped[k] = t
-        elif k.startswith("cls.predictions.") and hasattr(v, "mlm_head"):
-            mapped["mlm_head.predictions." + k[len("cls.predictions."):]] = t
-    for k, t in mapped.items():
-        if k not in own:
-            continue
-        if tuple(own[k].shape) != tuple(t.shape):
-            raise ValueError(f"{k}: BERT shape {tuple(t.shape)} but VL-BERT expects {tuple(own[k].shape)}")
-    with torch.no_grad():
-        for k, t in mapped.items():
-            if k in own:
-                own[k].copy_(t)
-        tt = sd.get("embeddings.token_type_embeddings.weight")
-        if tt is not None:
-            v.token_type_embeddings.weight[: tt.shape[0]].copy_(tt)
-
-
-__all__ += ["load_bert_into_vlbert", "MVRCHead", "MLMHead", "E2E_PREFIXES"]
+__all__ += ["MVRCHead", "MLMHead"]
