@@ -8,7 +8,7 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from vlp_course.models.convert import load_checkpoint  # noqa: E402
+from vlp_course.models.convert import load_original_checkpoint  # noqa: E402
 from vlp_course.models.lxmert import (  # noqa: E402
     LxmertConfig,
     LxmertForPreTraining,
@@ -42,7 +42,7 @@ def pair(hf_cls, our_cls, **ours_overrides):
     cfg = hf_config()
     hf = randomize(hf_cls(cfg))
     ours = our_cls(LxmertConfig.from_hf(cfg, **ours_overrides)).eval()
-    report = load_checkpoint(ours, hf.state_dict())
+    report = load_original_checkpoint(ours, hf.state_dict())
     assert report.ok, str(report)
     return hf, ours
 
@@ -125,18 +125,18 @@ def test_pretraining_parity_all_heads_and_total_loss():
                output_attentions=True)
         o = ours(ids, feats, boxes, mask, vmask, mlm_labels=mlm, is_matched=is_matched, obj_labels=obj,
                  obj_confidence=obj_conf, attr_labels=attr, attr_confidence=attr_conf, feat_targets=target,
-                 feat_mask=fmask, qa_labels=qa, output_attentions=True)
-    assert maxdiff(h.prediction_logits, o.prediction_logits) < TOL
-    assert maxdiff(h.cross_relationship_score, o.cross_relationship_score) < TOL
-    assert maxdiff(h.question_answering_score, o.question_answering_score) < TOL
-    assert_all_close(h.cross_encoder_attentions, o.model.cross_attentions)
-    assert set(o.losses) == {"mlm", "matched", "obj", "attr", "feat", "qa"}
+                 masked_regions=fmask.bool(), qa_labels=qa, output_attentions=True)
+    assert maxdiff(h.prediction_logits, o.logits["mlm"]) < TOL
+    assert maxdiff(h.cross_relationship_score, o.logits["itm"]) < TOL
+    assert maxdiff(h.question_answering_score, o.logits["qa"]) < TOL
+    assert_all_close(h.cross_encoder_attentions, o.encoder.cross_attentions)
+    assert set(o.losses) == {"mlm", "itm", "obj", "attr", "feat", "qa"}
     assert abs(h.loss.item() - o.loss.item()) < 1e-4 * max(1.0, abs(h.loss.item()))
     # the visual heads: compare with HF's module on the same vision output
     with torch.no_grad():
-        hv = hf.obj_predict_head(o.model.vision_output)
+        hv = hf.obj_predict_head(o.encoder.vision_output)
     for k in ("obj", "attr", "feat"):
-        assert maxdiff(hv[k], o.visual_predictions[k]) < TOL
+        assert maxdiff(hv[k], o.logits[k]) < TOL
 
 
 def test_vqa_parity_logits():
@@ -145,7 +145,7 @@ def test_vqa_parity_logits():
     with torch.no_grad():
         h = hf(input_ids=ids, visual_feats=feats, visual_pos=boxes, attention_mask=mask, visual_attention_mask=vmask)
         o = ours(ids, feats, boxes, mask, vmask)
-    assert maxdiff(h.question_answering_score, o.logits) < TOL
+    assert maxdiff(h.question_answering_score, o.logits["vqa"]) < TOL
 
 
 def test_vqa_loss_is_original_bce_not_hf_cross_entropy():
@@ -157,7 +157,7 @@ def test_vqa_loss_is_original_bce_not_hf_cross_entropy():
         o = ours(ids, feats, boxes, mask, vmask, soft_scores=scores)
         h = hf(input_ids=ids, visual_feats=feats, visual_pos=boxes, attention_mask=mask, visual_attention_mask=vmask,
                labels=scores.argmax(1))
-    assert abs(o.loss.item() - vqa_bce_loss(o.logits, scores).item()) < 1e-6  # BCE(mean) x A, airsplay vqa.py
+    assert abs(o.loss.item() - vqa_bce_loss(o.logits["vqa"], scores).item()) < 1e-6  # BCE(mean) x A, airsplay vqa.py
     assert abs(o.loss.item() - h.loss.item()) > 1e-3  # HF: cross-entropy on one index
 
 
@@ -204,7 +204,7 @@ def test_text_stream_sees_no_vision_before_cross_layers():
     assert maxdiff(a.language_output, b.language_output) > 1e-4
 
 
-def test_mlm_on_mismatched_default_counts_and_option_drops():  # P4
+def test_mlm_on_mismatched_default_counts_and_option_drops():  # airsplay/lxmert#51
     assert LxmertConfig().mlm_on_mismatched is True  # airsplay/lxmert#51
     torch.manual_seed(0)
     m = LxmertForPreTraining(small()).eval()
@@ -223,11 +223,11 @@ def test_label_weighting_confidence_counts_unmasked_boxes_mask_does_not():
     ids, mask, feats, boxes, vmask = inputs()
     obj = torch.randint(0, 6, (B, N))
     conf = torch.ones(B, N)
-    none_masked = torch.zeros(B, N)
-    out = m(ids, feats, boxes, obj_labels=obj, obj_confidence=conf, feat_mask=none_masked)
+    none_masked = torch.zeros(B, N, dtype=torch.bool)
+    out = m(ids, feats, boxes, obj_labels=obj, obj_confidence=conf, masked_regions=none_masked)
     assert out.losses["obj"].item() > 0  # original: every box, weighted by confidence
     m.config.label_weighting = "mask"
-    out = m(ids, feats, boxes, obj_labels=obj, obj_confidence=conf, feat_mask=none_masked)
+    out = m(ids, feats, boxes, obj_labels=obj, obj_confidence=conf, masked_regions=none_masked)
     assert out.losses["obj"].item() == 0.0
 
 
@@ -242,7 +242,7 @@ def test_qa_ignored_on_mismatched_pairs():
 # ------------------------------------------------------------------------------------------------
 # Bad input
 # ------------------------------------------------------------------------------------------------
-def test_feature_width_mismatch_names_both_widths():  # P8
+def test_feature_width_mismatch_names_both_widths():  # transformers#18228
     m = LxmertModel(small(visual_feat_dim=2048))
     ids = torch.randint(1, VOCAB, (1, 5))
     boxes = torch.tensor([[[0.1, 0.1, 0.5, 0.5]]]).expand(1, 197, 4)
@@ -295,8 +295,8 @@ def test_masked_mlm_scores_give_the_same_loss_and_gradients():
         o.loss.backward()
         runs[mode] = (o, {n: p.grad.clone() for n, p in ours.named_parameters() if p.grad is not None})
     (full, g_full), (masked, g_masked) = runs["all"], runs["masked"]
-    assert masked.prediction_logits.shape == (3, VOCAB)
-    assert maxdiff(full.prediction_logits[mlm != -100], masked.prediction_logits) < 1e-6
+    assert masked.logits["mlm"].shape == (3, VOCAB)
+    assert maxdiff(full.logits["mlm"][mlm != -100], masked.logits["mlm"]) < 1e-6
     assert abs(full.losses["mlm"].item() - masked.losses["mlm"].item()) < 1e-6
     assert g_full.keys() == g_masked.keys()
     assert max(maxdiff(g_full[n], g_masked[n]) for n in g_full) < 1e-6
@@ -316,3 +316,154 @@ def test_mlm_labels_are_checked_before_any_head():
     _, no_mlm = pair(transformers.LxmertForPreTraining, LxmertForPreTraining, task_mask_lm=False)
     with pytest.raises(ValueError, match="task_mask_lm"):
         no_mlm(ids, feats, boxes, mask, vmask, mlm_labels=torch.full((B, T), -100), mlm_scores="masked")
+
+
+def test_inputs_refused_before_compute():
+    """One boundary (``LxmertModel.check_inputs``, called first by every LXMERT model) refuses what
+    would otherwise fail deep inside or silently compute nonsense."""
+    m = LxmertForPreTraining(small())
+    ids, mask, feats, boxes, vmask = inputs()
+    with pytest.raises(ValueError, match="input_ids must be integer token ids"):
+        m(ids.float(), feats, boxes)
+    with pytest.raises(ValueError, match="no tokens"):
+        m(ids[:, :0], feats, boxes)
+    with pytest.raises(ValueError, match=r"visual_feats has dtype torch.float64 but the model's weights are torch.float32"):
+        m(ids, feats.double(), boxes)
+    with pytest.raises(ValueError, match="floating-point"):
+        m(ids, feats.long(), boxes)
+    for bad in (float("nan"), float("inf")):
+        f = feats.clone()
+        f[1, 2, 3] = bad
+        with pytest.raises(ValueError, match=r"visual_feats must be finite; visual_feats\[1, 2, 3\]"):
+            m(ids, f, boxes)
+    with pytest.raises(ValueError, match="boxes must be floating-point"):
+        m(ids, feats, (boxes > 0.5).long())
+    first_padded = mask.clone()
+    first_padded[0, 0] = 0
+    with pytest.raises(ValueError, match="hides its first token"):
+        m(ids, feats, boxes, first_padded)
+
+
+def test_pretraining_labels_refused_before_compute():
+    m = LxmertForPreTraining(small())
+    ids, mask, feats, boxes, vmask = inputs()
+    sel = torch.zeros(B, N, dtype=torch.bool)
+    with pytest.raises(ValueError, match=r"masked_regions must be a bool \(B, N\) = \(3, 5\)"):
+        m(ids, feats, boxes, feat_targets=feats, masked_regions=sel.float())
+    with pytest.raises(ValueError, match="feat_targets need masked_regions"):
+        m(ids, feats, boxes, feat_targets=feats)
+    with pytest.raises(ValueError, match=r"feat_targets must have the shape of the features \(B, N, F\) = \(3, 5, 12\)"):
+        m(ids, feats, boxes, feat_targets=feats[:, :, :4], masked_regions=sel)
+    with pytest.raises(ValueError, match="obj_labels need obj_confidence"):
+        m(ids, feats, boxes, obj_labels=torch.zeros(B, N, dtype=torch.long))
+    with pytest.raises(ValueError, match="obj_labels must be integer labels"):
+        m(ids, feats, boxes, obj_labels=torch.zeros(B, N), obj_confidence=torch.ones(B, N))
+    with pytest.raises(ValueError, match=r"attr_confidence must be a float \(B, N\)"):
+        m(ids, feats, boxes, attr_labels=torch.zeros(B, N, dtype=torch.long), attr_confidence=torch.ones(B, N + 1))
+    with pytest.raises(ValueError, match=r"qa_labels must have shape \(3,\)"):
+        m(ids, feats, boxes, qa_labels=torch.zeros(B, 1, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"is_matched must have shape \(3,\)"):
+        m(ids, feats, boxes, is_matched=torch.ones(B + 1, dtype=torch.long))
+    qa = LxmertForQuestionAnswering(small())
+    with pytest.raises(ValueError, match=r"soft_scores must be a float \(B, A\) = \(3, 4\)"):
+        qa(ids, feats, boxes, soft_scores=torch.zeros(B, 5))
+
+
+def test_qa_loss_is_cross_entropy_on_matched_labelled_rows():
+    """LXMERT's image QA during pretraining: softmax cross-entropy over the answer table on the rows
+    with an answer, ignoring mismatched pairs (airsplay ``LXRTPretraining.forward``, ignore -1;
+    ``lxmert_pretrain.py`` sets -1 for mismatched pairs and unlabelled sentences)."""
+    torch.manual_seed(0)
+    m = LxmertForPreTraining(small()).eval()
+    ids, mask, feats, boxes, vmask = inputs()
+    out = m(ids, feats, boxes, mask, vmask, qa_labels=torch.tensor([3, 1, -100]), is_matched=torch.tensor([1, 0, 1]))
+    logp = torch.log_softmax(out.logits["qa"], -1)
+    assert out.logits["qa"].shape == (B, 4)
+    assert abs(out.losses["qa"].item() - (-logp[0, 3]).item()) < 1e-6  # row 1 mismatched, row 2 unlabelled
+    assert abs(out.loss.item() - out.losses["qa"].item() - out.losses["itm"].item()) < 1e-6
+
+
+# ------------------------------------------------------------------------------------------------
+# The recipe (vlp_course.recipes.lxmert)
+# ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def adapter():
+    from vlp_course.recipes.base import Recipe, scene_tensors
+    from vlp_course.recipes.lxmert import LxmertAdapter
+
+    recipe = Recipe(kind="lxmert", n_images=120, n_test=30, hidden=16, heads=2, ffn=32)
+    return LxmertAdapter(scene_tensors(recipe), recipe)
+
+
+def _question_of(st, ids_row, mask_row):
+    """The question rows whose text equals the given row (several images can share a question text)."""
+    n = int(mask_row.sum())
+    Tq = st.q_ids.shape[1]
+    if n > Tq:
+        return []
+    same = (st.q_mask.sum(1) == n) & (st.q_ids[:, :n] == ids_row[:n]).all(1)
+    return torch.nonzero(same).squeeze(1).tolist()
+
+
+def test_questions_join_the_pretraining_batch(adapter):
+    st = adapter.st
+    batch = st.pretrain_batch(0, 60)
+    ids, mask, qa = adapter.ask_questions(batch, torch.Generator().manual_seed(0))
+    k = round(60 * adapter.question_fraction)
+    assert k == 20 and ids.shape[1] == max(st.cap_ids.shape[1], st.q_ids.shape[1])
+    # the caption rows are unchanged and unlabelled
+    T = batch["input_ids"].shape[1]
+    assert torch.equal(ids[k:, :T], batch["input_ids"][k:]) and (qa[k:] == -100).all()
+    for r in range(k):
+        img = int(batch["image"][r])
+        rows = _question_of(st, ids[r], mask[r])
+        assert rows, f"row {r} must show a question"
+        if batch["is_matched"][r] == 1:  # a question of its own image, labelled with one of its answers
+            own = [q for q in rows if int(st.q_image[q]) == img]
+            assert own and any(st.q_target[q, int(qa[r])] > 0 for q in own)
+        else:  # a question of another training image, no label
+            assert any(int(st.q_image[q]) != img and int(st.q_image[q]) < st.n_train for q in rows)
+            assert qa[r] == -100
+    assert 0 < int((qa != -100).sum()) < k
+
+
+def test_qa_label_drawn_in_proportion_to_the_soft_scores(adapter):
+    """One answer per question, drawn with probability score / sum of scores (lxmert_pretrain.py)."""
+    st = adapter.st
+    q = next(i for i in range(len(st.q_ids)) if (st.q_target[i] > 0).sum() >= 2 and st.q_image[i] < st.n_train)
+    batch = {"input_ids": st.cap_ids[:600], "attention_mask": st.cap_mask[:600],
+             "image": st.q_image[q].repeat(600), "is_matched": torch.ones(600, dtype=torch.long)}
+    counts = torch.zeros(len(st.answers))
+    table, count = adapter.question_table.clone(), adapter.question_count.clone()
+    try:  # the image asks only question q here
+        adapter.question_table[st.q_image[q], 0], adapter.question_count[st.q_image[q]] = q, 1
+        _, _, qa = adapter.ask_questions(batch, torch.Generator().manual_seed(1))
+    finally:
+        adapter.question_table, adapter.question_count = table, count
+    labelled = qa[qa != -100]
+    assert len(labelled) == 200
+    counts = torch.bincount(labelled, minlength=len(st.answers)).float() / len(labelled)
+    want = st.q_target[q] / st.q_target[q].sum()
+    assert (counts[want == 0] == 0).all()
+    assert (counts - want).abs().max() < 0.12  # 200 draws: 3.5 standard deviations of the largest share
+
+
+def test_pretrain_step_runs_all_five_tasks_and_vqa_step(adapter):
+    torch.manual_seed(0)
+    model = adapter.pretraining_model()
+    batch = adapter.st.pretrain_batch(0, 24)
+    a = adapter.pretrain_step(model, batch, torch.Generator().manual_seed(3))
+    b = adapter.pretrain_step(model, batch, torch.Generator().manual_seed(3))
+    assert set(a.losses) == {"mlm", "itm", "obj", "attr", "feat", "qa"}
+    assert all(torch.isfinite(v) and v > 0 for v in a.losses.values())
+    assert all(torch.equal(a.losses[k], b.losses[k]) for k in a.losses)  # same generator, same step
+    assert a.logits["qa"].shape == (24, len(adapter.st.answers))
+    qa = adapter.qa_model()
+    vb = adapter.st.vqa_batch(0, 5)
+    out = adapter.vqa_step(qa, vb)
+    assert out.logits["vqa"].shape == (5, len(adapter.st.answers)) and set(out.losses) == {"vqa"}
+    # the pretraining answer head moves into the VQA model (same answer table)
+    from vlp_course.recipes.run import transfer_pretrained
+    assert transfer_pretrained(qa, model)["new"] == []
+    zero = adapter.vqa_step(qa, vb, zero_image=True)
+    assert torch.isfinite(zero.loss)

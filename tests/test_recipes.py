@@ -176,7 +176,8 @@ def test_transfer_copies_the_encoder_and_keeps_the_new_head(kind, small):
     torch.manual_seed(0)
     pre, qa = sm.pretraining_model(), sm.qa_model()
     report = transfer_pretrained(qa, pre)
-    assert report["loaded"] and report["new"]
+    # LXMERT's VQA head starts from its pretraining answer head (same answer table; airsplay --loadLXMERTQA)
+    assert report["loaded"] and (report["new"] == [] if kind == "lxmert" else report["new"])
     own, src = qa.state_dict(), pre.state_dict()
     assert all(torch.equal(own[k], src[k]) for k in report["loaded"])
 
@@ -246,4 +247,6 @@ def test_vqa_against_question_only_trains_both_models_from_the_checkpoint(small)
     assert set(seconds) == set(list(results)[:2]) and all(s > 0 for s in seconds.values())
     assert all(0.0 <= v <= 1.0 for v in results.values())
     assert results["majority answer"] == sm.st.majority_accuracy()
-    assert moved["loaded"] and moved["new"]
+    # LXMERT's pretraining answer head has the VQA answer table, so it moves too (airsplay's
+    # --loadLXMERTQA, load_lxmert_qa in src/pretrain/qa_answer_table.py): nothing new
+    assert moved["loaded"] and moved["new"] == [] and "answer_head.logit_fc.3.weight" in moved["loaded"]

@@ -5,15 +5,22 @@
 # encoder** reads the sentence, an **object-relationship encoder** reads the detected objects (each
 # a region feature plus its box), and only then a **cross-modality encoder** lets them exchange
 # information — every cross layer attends language→vision and vision→language with one shared set
-# of attention weights. It is pretrained on five tasks at once: masked cross-modality language
-# modelling, RoI-feature regression, detected-label classification, attribute classification and
-# cross-modality matching (plus image QA). We build it from `vlp_course.models.lxmert` (outputs equal
-# to the `transformers` port's to within 1e-6, see `tests/test_lxmert.py`), pretrain it briefly on
-# synthetic scenes, load a checkpoint pretrained for longer, look at its cross-attention, and
-# fine-tune it for VQA, checking that it really uses the image.
+# of attention weights. It is pretrained on five tasks at once (paper section 3.1):
+#
+# 1. **masked cross-modality language modelling** — predict masked words from the words *and* the objects;
+# 2. **RoI-feature regression** — predict a masked object's feature (masked object prediction, part 1);
+# 3. **detected-label classification** — predict each object's detected label, its object class and
+#    its attribute (masked object prediction, part 2);
+# 4. **cross-modality matching** — does the sentence belong to the image?
+# 5. **image question answering** — some pretraining sentences are questions about their image
+#    (VQA, GQA, VG-QA in the original), and the model answers them.
+#
+# We build it from `vlp_course.models.lxmert` (outputs equal to the `transformers` port's to within
+# 1e-6, see `tests/test_lxmert.py`), write its pretraining step, pretrain it briefly on synthetic
+# scenes, load a checkpoint pretrained for longer, look at its cross-attention, and fine-tune it for
+# VQA, checking that it really uses the image.
 
 # %%
-import inspect
 import json
 import time
 
@@ -21,10 +28,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from vlp_course.models.scene_checkpoints import (
-    Recipe, adapter, evaluate_pretraining, load_scene_checkpoint, pretrain, scene_tensors,
-    vqa_against_question_only,
-)
+from vlp_course.pretraining.regions import mask_regions
+from vlp_course.recipes.base import Recipe, scene_tensors
+from vlp_course.recipes.lxmert import LxmertAdapter
+from vlp_course.recipes.run import evaluate_pretraining, pretrain, vqa_against_question_only
+from vlp_course.recipes.shipped import load_scene_checkpoint
 from vlp_course.text.vocab import tokenize
 
 T0 = time.perf_counter()
@@ -54,17 +62,18 @@ print(recipe)
 # **Region features.** As in notebook 10, each region's feature is an *oracle*: the one-hot shape,
 # colour and size of a ground-truth object plus Gaussian noise (a near-perfect detector). The
 # detector's top shape label is the "object" target and the colour the "attribute" target of the
-# label-classification tasks (confidence 1).
+# label-classification tasks (confidence 1). The questions (with their answers) are the data of the
+# fifth task, image QA, during pretraining — only those of the training images.
 
 # %%
 st = scene_tensors(recipe)
-sm = adapter(st, recipe)
+ad = LxmertAdapter(st, recipe)
 print(f"{len(st.ds)} images ({st.n_train} for training), up to {st.feats.shape[1]} objects of width {st.feats.shape[2]}")
 print(f"{len(st.cap_ids)} captions, {len(st.q_ids)} questions, {len(st.vocab)} words, {len(st.answers)} answers")
 b = st.vqa_batch(0, 2)
 bad_boxes = torch.tensor([0.5, 0.1, 0.2, 0.3]).repeat(2, st.feats.shape[1], 1)  # (2, N, 4) with x2 < x1
 try:
-    sm.qa_model()(b["input_ids"], st.feats[b["image"]], bad_boxes)
+    ad.qa_model()(b["input_ids"], st.feats[b["image"]], bad_boxes)
     raise AssertionError("a box with x2 < x1 must be refused")
 except ValueError as err:
     print("refused:", err)
@@ -74,7 +83,7 @@ except ValueError as err:
 
 # %%
 torch.manual_seed(CFG["seed"])
-model = sm.pretraining_model()
+model = ad.pretraining_model()
 config = model.config
 
 
@@ -122,7 +131,7 @@ def object_embedding(enc, feats, boxes):
 
 
 # %% tags=["graded"]
-from vlp_course.exercises.models import check_object_embedding
+from vlp_course.exercises.lxmert import check_object_embedding
 
 check_object_embedding(object_embedding)
 
@@ -152,33 +161,75 @@ def cross_modality_layer(layer, lang, lang_mask, visn, visn_mask):
 
 
 # %% tags=["graded"]
-from vlp_course.exercises.models import check_cross_modality_layer
+from vlp_course.exercises.lxmert import check_cross_modality_layer
 
 check_cross_modality_layer(cross_modality_layer)
 
 # %% [markdown]
-# ## Pretraining on four tasks
+# ## Pretraining on five tasks
 #
-# Each step: half of the captions are swapped for another image's (`is_matched` = 0); 15% of the
-# words are masked; 15% of the objects are masked LXMERT's way (80% zeroed, 10% replaced by another
-# object's feature, 10% kept). Losses: masked cross-modality LM (counted on mismatched pairs too, as
-# in the original), cross-modality matching, detected-label (shape) and attribute (colour)
-# classification on every object weighted by the detector's confidence, and RoI-feature regression
-# (smooth-L1) on the masked objects; each visual loss is a mean over all boxes times 1/0.15.
-
-# %% [markdown]
-# The step, from the course package (the object and attribute targets use the detector's label and
-# confidence, here 1 for every real object):
+# A pretraining step reads in order: **pair → mask words → lay out regions → mask regions → model → losses**.
+#
+# 1. *Pair.* The batch holds captions, half of them swapped for another image's (`is_matched` = 0).
+#    As in the original, whose pretraining sentences include the questions of VQA, GQA and VG-QA, a
+#    share of the rows (a third here) shows a *question* instead: of the row's own image when the
+#    row is matched, of another image when not. A matched question's QA label is one of its
+#    answers, drawn in proportion to the answer's soft score; every other row has no QA label
+#    (airsplay/lxmert `src/pretrain/lxmert_pretrain.py`, `convert_example_to_features`).
+# 2. *Mask words.* 15% of every sentence's words, BERT's 80% [MASK] / 10% random / 10% kept.
+# 3. *Lay out regions.* Features and boxes normalised to (x1, y1, x2, y2) in [0, 1]: a stream of their own.
+# 4. *Mask regions.* 15% of the objects, LXMERT's way: 80% zeroed, 10% replaced by another
+#    object's feature, 10% kept.
+# 5. *Losses.* Masked cross-modality LM (counted on mismatched pairs too, as in the original),
+#    cross-modality matching, detected-label classification — object (shape) and attribute (colour)
+#    — on every object weighted by the detector's confidence, RoI-feature regression (smooth-L1) on
+#    the masked objects (each visual loss a mean over all boxes times 1/0.15), and image QA: a
+#    softmax cross-entropy over the answers on the matched questions (`LXRTPretraining.forward` in
+#    `src/lxrt/modeling.py`).
+#
+# Written out (the package's `LxmertAdapter.pretrain_step` is the same code; the check below ties them):
 
 # %%
-print(inspect.getsource(type(sm).pretrain_losses))
+def lxmert_pretrain_step(ad, model, batch, generator):
+    # 1. pair: a caption (matched or swapped) per row; the first rows ask a question, with a QA label when matched
+    input_ids, attention_mask, qa_labels = ad.ask_questions(batch, generator)
+    # 2. mask words
+    input_ids, mlm_labels = ad.mask_words({"input_ids": input_ids, "attention_mask": attention_mask}, generator)
+    # 3. lay out regions: (B, N, F) features, (B, N, 4) normalised boxes, (B, N) region mask
+    feats, boxes, region_mask = ad.images(batch)
+    boxes = boxes / st.image_size
+    # 4. mask regions: masking.features are the model's input, masking.selected (B, N) the regions to predict
+    masking = mask_regions(feats, scheme="lxmert", region_mask=region_mask, generator=generator)
+    # 5. model -> losses: the detector's labels with confidence 1 on real objects, 0 on padding
+    confidence = region_mask.float()
+    return model(input_ids, masking.features, boxes, attention_mask, region_mask,
+                 mlm_labels=mlm_labels, is_matched=batch["is_matched"],
+                 obj_labels=ad.take("det_labels", batch).clamp(min=0), obj_confidence=confidence,
+                 attr_labels=ad.take("color_labels", batch).clamp(min=0), attr_confidence=confidence,
+                 feat_targets=feats, masked_regions=masking.selected, qa_labels=qa_labels)
+
+
+batch = st.pretrain_batch(0, CFG["batch"], seed=CFG["seed"])
+with torch.no_grad():
+    ours = lxmert_pretrain_step(ad, model, batch, torch.Generator().manual_seed(0))
+    package = ad.pretrain_step(model, batch, torch.Generator().manual_seed(0))
+print({k: round(float(v), 4) for k, v in ours.losses.items()})
+assert set(ours.losses) == {"mlm", "itm", "obj", "attr", "feat", "qa"}
+assert all(torch.equal(ours.losses[k], package.losses[k]) for k in ours.losses), "the same step as the package's"
+
+# one question row of the batch: the sentence shown and the answer drawn as its label
+ids_q, _, qa = ad.ask_questions(batch, torch.Generator().manual_seed(0))
+r = int(torch.nonzero(qa != -100)[0])
+print("question:", " ".join(st.vocab.itos[i] for i in ids_q[r].tolist() if i != st.ids["[PAD]"]),
+      "| QA label:", st.answers.decode(int(qa[r])))
+print(f"{int((qa != -100).sum())} of {len(qa)} rows have a QA label")
 
 # %%
 t = time.perf_counter()
-hist = pretrain(model, sm, CFG["pretrain_steps"], batch=CFG["batch"], lr=CFG["pretrain_lr"], warmup=10, seed=CFG["seed"], device=device)
+hist = pretrain(model, ad, CFG["pretrain_steps"], batch=CFG["batch"], lr=CFG["pretrain_lr"], warmup=10, seed=CFG["seed"], device=device)
 print(f"pretraining: {CFG['pretrain_steps']} steps in {time.perf_counter() - t:.1f} s")
-tasks = ["mlm", "matched", "obj", "attr", "feat"]
-fig, axes = plt.subplots(1, 5, figsize=(12, 2.4))
+tasks = ["mlm", "itm", "obj", "attr", "feat", "qa"]
+fig, axes = plt.subplots(1, 6, figsize=(13, 2.4))
 for ax, k in zip(axes, tasks):
     ax.plot(hist.steps, hist.smoothed(k, 10)); ax.set_title(k, fontsize=9); ax.set_xlabel("step")
 plt.tight_layout(); plt.show()
@@ -196,23 +247,24 @@ for k in ("mlm", "obj", "attr"):
 # ## A checkpoint pretrained for longer
 #
 # The course ships the same model pretrained for thousands of steps with the same recipe
-# (`data/lxmert_scenes.safetensors`, SHA-256 checked; `python -m vlp_course.models.scene_checkpoints
+# (`data/lxmert_scenes.safetensors`, SHA-256 checked; `python -m vlp_course.recipes.shipped
 # --model lxmert` reproduces it). Its metadata holds the recipe, the vocabulary and the training
 # curves.
 
 # %%
-pre, sm_ckpt, meta = load_scene_checkpoint("lxmert")
-assert sm_ckpt.st.vocab.itos == st.vocab.itos, "the checkpoint's vocabulary is the one built above"
+pre, ad_ckpt, meta = load_scene_checkpoint("lxmert")
+assert ad_ckpt.st.vocab.itos == st.vocab.itos, "the checkpoint's vocabulary is the one built above"
 curves = json.loads(meta["history"])
-fig, axes = plt.subplots(1, 5, figsize=(12, 2.4))
+fig, axes = plt.subplots(1, 6, figsize=(13, 2.4))
 for ax, k in zip(axes, tasks):
     ax.plot(curves["step"], curves[k]); ax.set_title(k + " (training)", fontsize=9); ax.set_xlabel("step")
 plt.tight_layout(); plt.show()
-held_out = evaluate_pretraining(pre.to(device), sm)
-scratch = evaluate_pretraining(model, sm)
-print("held-out captions | after the short run:", {k: round(v, 3) for k, v in scratch.items()})
-print("                  | checkpoint:          ", {k: round(v, 3) for k, v in held_out.items()})
-assert held_out["mlm"] < scratch["mlm"] and held_out["matched"] < scratch["matched"]
+held_out = evaluate_pretraining(pre.to(device), ad)
+scratch = evaluate_pretraining(model, ad)
+print("held-out images | after the short run:", {k: round(v, 3) for k, v in scratch.items()})
+print("                | checkpoint:          ", {k: round(v, 3) for k, v in held_out.items()})
+for k in ("mlm", "itm", "qa"):
+    assert held_out[k] < scratch[k], f"the checkpoint's held-out {k} loss should be below the short run's"
 
 # %% [markdown]
 # ## Cross-attention from a word to the objects
@@ -227,7 +279,7 @@ sc = st.ds.scenes[img_id]
 word = sc.objects[0].color
 text = f"a {word} {sc.objects[0].shape}"
 ids = torch.tensor([[st.ids["[CLS]"]] + st.vocab.encode(tokenize(text)) + [st.ids["[SEP]"]]])
-f, bx, rm = sm.images({"image": torch.tensor([img_id])})
+f, bx, rm = ad.images({"image": torch.tensor([img_id])})
 with torch.no_grad():
     out = pre.to("cpu").lxmert(ids, f, bx / st.image_size, torch.ones_like(ids), rm, output_attentions=True)
 att = out.cross_attentions[-1][0].mean(0)  # (T, N)
@@ -252,12 +304,17 @@ assert torch.allclose(att.sum(-1), torch.ones(att.shape[0]), atol=1e-4)  # paddi
 # (`transformers`' `LxmertForQuestionAnswering` uses a softmax cross-entropy on one answer instead).
 # The baseline is the same model, from the same checkpoint, fine-tuned and tested with the image
 # zeroed: features *and* boxes, with every object slot marked real (so the number of objects does
-# not leak either).
+# not leak either). Both start from the whole checkpoint, answer head included: the pretraining QA
+# task used the same answer table (the original's `--loadLXMERTQA` likewise starts the VQA head
+# from the pretraining answer head: `load_lxmert_qa` in `src/pretrain/qa_answer_table.py`).
 
 # %%
-results, moved = vqa_against_question_only(pre, sm, CFG["vqa_steps"], name="LXMERT", batch=CFG["vqa_batch"],
-                                          seed=CFG["seed"], device=device)
-print(f"{len(moved['loaded'])} tensors from the checkpoint; new: {moved['new']}")
+results, moved, seconds = vqa_against_question_only(pre, ad, CFG["vqa_steps"], name="LXMERT", batch=CFG["vqa_batch"],
+                                                    seed=CFG["seed"], device=device)
+print(f"{len(moved['loaded'])} tensors from the checkpoint; new: {moved['new']}; "
+      f"{len(moved['dropped'])} pretraining-head tensors left out")
+for label, secs in seconds.items():
+    print(f"fine-tuning {label}: {CFG['vqa_steps']} steps in {secs:.1f} s")
 
 # %%
 plt.figure(figsize=(5, 2.4))

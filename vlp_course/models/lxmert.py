@@ -8,7 +8,7 @@ the model and pooler; the pretraining heads and their five tasks; the VQA head.
 
 Sources: the paper (section 2, 3.1) and airsplay/lxmert ``src/lxrt/modeling.py``
 (``VisualFeatEncoder``, ``BertCrossattLayer``, ``LXRTXLayer``, ``LXRTEncoder``, ``LXRTPretraining``),
-``src/pretrain/lxmert_pretrain.py``, ``src/tasks/vqa_model.py``; vl-models.md section 2. Parameter
+``src/pretrain/lxmert_pretrain.py``, ``src/tasks/vqa_model.py``. Parameter
 names are HF's ``Lxmert*`` names (= airsplay's with ``lxmert.`` for ``bert.``), so
 :mod:`vlp_course.models.convert` maps checkpoints by prefix.
 
@@ -27,7 +27,7 @@ Shapes: B batch, T tokens, N boxes, D hidden width, F region-feature width.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -46,9 +46,11 @@ from vlp_course.models.blocks import (
     TransformerConfig,
     PredictionHeadTransform,
     TransformerLayer,
+    VLOutput,
     check_config,
     check_keep_mask,
     check_region_features,
+    check_labels,
     check_text_inputs,
     describe_shape,
     init_bert_weights,
@@ -76,9 +78,7 @@ __all__ = [
     "VisualObjHead",
     "AnswerHead",
     "LxmertForPreTraining",
-    "LxmertPreTrainingOutput",
     "LxmertForQuestionAnswering",
-    "LxmertQAOutput",
 ]
 
 
@@ -99,7 +99,7 @@ class LxmertConfig(TransformerConfig):
         visual_loss_normalizer: factor on each visual loss (1/0.15; HF 6.67).
         label_weighting: "confidence" (original: obj/attr CE on every box weighted by the detector's
             confidence) or "mask" (only masked boxes).
-        mlm_on_mismatched: whether masked tokens of mismatched pairs count (P4); True as in the
+        mlm_on_mismatched: whether masked tokens of mismatched pairs count; True as in the
             original (airsplay/lxmert#51).
         num_hidden_layers: unused (kept for BERT config compatibility; set to ``l_layers``).
 
@@ -315,10 +315,13 @@ class LxmertModel(nn.Module):
         B, _ = check_text_inputs(cfg, input_ids, token_type_ids, attention_mask)
         if visual_feats is None or boxes is None:
             raise ValueError("LXMERT needs both visual_feats (B, N, F) and boxes (B, N, 4)")
-        check_region_features(visual_feats, cfg.visual_feat_dim, B, field_name="visual_feat_dim")
+        check_region_features(visual_feats, cfg.visual_feat_dim, B, field_name="visual_feat_dim",
+                              dtype=next(self.parameters()).dtype)
         N = visual_feats.shape[1]
         if not isinstance(boxes, Tensor) or tuple(boxes.shape) != (B, N, 4):
             raise ValueError(f"boxes must have shape (B, N, 4) = ({B}, {N}, 4), normalised (x1, y1, x2, y2); got {describe_shape(boxes)}")
+        if not boxes.is_floating_point():
+            raise ValueError(f"boxes must be floating-point normalised (x1, y1, x2, y2), got {boxes.dtype}")
         validate_xyxy(boxes, normalized=True, name="boxes")
         check_keep_mask(visual_attention_mask, (B, N), "visual_attention_mask")
 
@@ -340,18 +343,27 @@ class LxmertModel(nn.Module):
             input_ids: (B, T). visual_feats: (B, N, F). boxes: (B, N, 4) normalised (x1, y1, x2, y2) in [0, 1].
             attention_mask: (B, T) keep mask; all ones when omitted. visual_attention_mask: (B, N);
                 no mask when omitted (the original uses none: all 36 boxes real).
-            token_type_ids: (B, T), zeros when omitted (P6).
+            token_type_ids: (B, T), zeros when omitted (transformers#13001).
             output_hidden_states, output_attentions: see :class:`LxmertOutput`.
 
         Returns:
             :class:`LxmertOutput`.
 
         Raises:
-            ValueError: feature width other than ``visual_feat_dim`` (naming both, P8); batch sizes
-                differing between text, features and boxes; boxes not (B, N, 4), outside [0, 1] or
-                with x2 < x1 / y2 < y1 (P2); masks or ids of the wrong shape or range.
+            ValueError: float, empty (T = 0) or out-of-vocabulary ``input_ids``; a text whose first
+                token is padding; features that are not floats of the model's dtype, not finite, or of
+                another width than ``visual_feat_dim`` (naming both, transformers#18228); batch sizes
+                differing between text, features and boxes; boxes not (B, N, 4) floats, outside
+                [0, 1] or with x2 < x1 / y2 < y1 (airsplay/lxmert#26); masks of the wrong shape.
         """
         self.check_inputs(input_ids, visual_feats, boxes, attention_mask, visual_attention_mask, token_type_ids)
+        return self.encode(input_ids, visual_feats, boxes, attention_mask, visual_attention_mask, token_type_ids,
+                           output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+
+    def encode(self, input_ids: Tensor, visual_feats: Tensor, boxes: Tensor, attention_mask: Tensor | None = None,
+               visual_attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None, *,
+               output_hidden_states: bool = False, output_attentions: bool = False) -> LxmertOutput:
+        """:meth:`forward` without the input checks (for the task models, which check once, first)."""
         enc = self.encoder
         lang = self.embeddings(input_ids, token_type_ids)  # (B, T, D)
         visn = enc.visn_fc(visual_feats, boxes.to(visual_feats.dtype))  # (B, N, D)
@@ -420,34 +432,15 @@ class AnswerHead(nn.Module):
         return self.logit_fc(pooled)
 
 
-@dataclass
-class LxmertPreTrainingOutput:
-    """Logits and losses of :class:`LxmertForPreTraining`.
-
-    Attributes:
-        prediction_logits: (B, T, vocab); (M, vocab) at the M labelled tokens with ``mlm_scores="masked"``.
-        cross_relationship_score: (B, 2), class 1 = matched.
-        question_answering_score: (B, num_qa_labels) or None without the QA task.
-        visual_predictions: {"obj": (B, N, 1600), "attr": (B, N, 400), "feat": (B, N, F)} (enabled ones).
-        loss: sum of the computed losses (None without labels); losses: each part by name
-            ("mlm", "matched", "obj", "attr", "feat", "qa").
-        model: the encoder's :class:`LxmertOutput`.
-    """
-
-    prediction_logits: Tensor
-    cross_relationship_score: Tensor
-    question_answering_score: Tensor | None
-    visual_predictions: dict[str, Tensor]
-    model: LxmertOutput
-    loss: Tensor | None = None
-    losses: dict[str, Tensor] = field(default_factory=dict)
-
-
 class LxmertForPreTraining(nn.Module):
-    """LXMERT with its pretraining heads: ``lxmert``, ``cls`` (masked cross-modality LM +
-    cross-modality matching), ``obj_predict_head`` (RoI-feature regression, detected-label and
-    attribute classification) and ``answer_head`` (image QA). Paper section 3.1; airsplay
-    ``LXRTPretraining``."""
+    """LXMERT with its pretraining heads (paper section 3.1; airsplay ``LXRTPretraining``):
+
+    * ``cls.predictions`` — masked cross-modality language modelling (``"mlm"``);
+    * ``cls.seq_relationship`` — cross-modality matching (``"itm"``, class 1 = matched);
+    * ``obj_predict_head`` — masked object prediction: RoI-feature regression (``"feat"``) and
+      detected-label classification, object and attribute classes (``"obj"``, ``"attr"``);
+    * ``answer_head`` — image question answering (``"qa"``), on the sentences that are questions.
+    """
 
     tied_weights = {"cls.predictions.decoder.weight": "lxmert.embeddings.word_embeddings.weight"}
 
@@ -463,6 +456,54 @@ class LxmertForPreTraining(nn.Module):
                 part.apply(lambda m: init_bert_weights(m, config.initializer_range))
         with torch.no_grad():
             self.cls.predictions.bias.zero_()
+
+    def check_inputs(self, input_ids: Tensor, visual_feats: Tensor, boxes: Tensor, attention_mask: Tensor | None,
+                     visual_attention_mask: Tensor | None, token_type_ids: Tensor | None, *,
+                     mlm_labels: Tensor | None = None, is_matched: Tensor | None = None,
+                     obj_labels: Tensor | None = None, obj_confidence: Tensor | None = None,
+                     attr_labels: Tensor | None = None, attr_confidence: Tensor | None = None,
+                     feat_targets: Tensor | None = None, masked_regions: Tensor | None = None,
+                     qa_labels: Tensor | None = None, mlm_scores: str = "all") -> None:
+        """Every check of :meth:`forward`, inputs and labels, before any matrix product; raises ValueError."""
+        cfg = self.config
+        if mlm_scores not in ("all", "masked"):
+            raise ValueError(f"mlm_scores must be 'all' or 'masked', got {mlm_scores!r}")
+        if mlm_scores == "masked" and (mlm_labels is None or not cfg.task_mask_lm):
+            raise ValueError("mlm_scores='masked' scores the labelled positions: it needs mlm_labels and "
+                             "config.task_mask_lm = True")
+        self.lxmert.check_inputs(input_ids, visual_feats, boxes, attention_mask, visual_attention_mask, token_type_ids)
+        B, T = input_ids.shape
+        N, F = visual_feats.shape[1], visual_feats.shape[2]
+        if mlm_labels is not None and (not isinstance(mlm_labels, Tensor) or tuple(mlm_labels.shape) != (B, T)):
+            raise ValueError(f"mlm_labels must have shape (B, T) = ({B}, {T}), got {describe_shape(mlm_labels)}")
+        check_labels(mlm_labels, (B, T), "mlm_labels")
+        check_labels(is_matched, (B,), "is_matched")
+        check_labels(obj_labels, (B, N), "obj_labels")
+        check_labels(attr_labels, (B, N), "attr_labels")
+        check_labels(qa_labels, (B,), "qa_labels")
+        for name, conf in (("obj_confidence", obj_confidence), ("attr_confidence", attr_confidence)):
+            if conf is not None and (not isinstance(conf, Tensor) or tuple(conf.shape) != (B, N)
+                                     or not conf.is_floating_point()):
+                raise ValueError(f"{name} must be a float (B, N) = ({B}, {N}) tensor in [0, 1], "
+                                 f"got {describe_shape(conf)}")
+        if masked_regions is not None and (not isinstance(masked_regions, Tensor) or tuple(masked_regions.shape) != (B, N)
+                                           or masked_regions.dtype != torch.bool):
+            got = f"{describe_shape(masked_regions)} {getattr(masked_regions, 'dtype', '')}".strip()
+            raise ValueError(f"masked_regions must be a bool (B, N) = ({B}, {N}) tensor, True = masked region; got {got}")
+        if feat_targets is not None:
+            if not isinstance(feat_targets, Tensor) or tuple(feat_targets.shape) != (B, N, F):
+                raise ValueError(f"feat_targets must have the shape of the features (B, N, F) = ({B}, {N}, {F}), "
+                                 f"got {describe_shape(feat_targets)}")
+            if masked_regions is None:
+                raise ValueError("feat_targets need masked_regions (B, N) bool, True = masked region")
+        masked_only = cfg.label_weighting == "mask"
+        for key, labels, conf in (("obj", obj_labels, obj_confidence), ("attr", attr_labels, attr_confidence)):
+            if labels is None:
+                continue
+            if conf is None and not masked_only:
+                raise ValueError(f"{key}_labels need {key}_confidence (B, N) with label_weighting='confidence'")
+            if masked_only and masked_regions is None:
+                raise ValueError(f"{key}_labels with label_weighting='mask' need masked_regions (B, N) bool")
 
     def forward(
         self,
@@ -480,107 +521,99 @@ class LxmertForPreTraining(nn.Module):
         attr_labels: Tensor | None = None,
         attr_confidence: Tensor | None = None,
         feat_targets: Tensor | None = None,
-        feat_mask: Tensor | None = None,
+        masked_regions: Tensor | None = None,
         qa_labels: Tensor | None = None,
         mlm_scores: str = "all",
         output_hidden_states: bool = False,
         output_attentions: bool = False,
-    ) -> LxmertPreTrainingOutput:
+    ) -> VLOutput:
         """Run the encoder and every enabled head; each task's loss when its labels are given.
 
         Args:
             input_ids … token_type_ids: as in :meth:`LxmertModel.forward` (``visual_feats`` are the
                 *masked* features when pretraining).
             mlm_labels: (B, T) original ids at masked tokens, -100 elsewhere. Counted on mismatched
-                pairs too unless ``config.mlm_on_mismatched`` is False (P4).
-            is_matched: (B,) 1 = the sentence belongs to the image (P5).
-            obj_labels, attr_labels: (B, N) detector labels (-100 none); obj_confidence,
-                attr_confidence: (B, N) detector confidences in [0, 1] (weights with
-                ``label_weighting="confidence"``, the original); with "mask", ``feat_mask`` weights.
-            feat_targets: (B, N, F) the *unmasked* features; feat_mask: (B, N) 1 = masked box.
-            qa_labels: (B,) answer index or -100; mismatched pairs are ignored, as the original's
-                data loader does (their question does not belong to the image).
-            mlm_scores: ``"all"``: ``prediction_logits`` is (B, T, vocab), as airsplay and
-                transformers compute it; ``"masked"``: (M, vocab) at the M labelled tokens only, as
-                original BERT does (:meth:`~vlp_course.models.blocks.LMPredictionHead.at_labels`).
-                Same loss and gradients.
+                pairs too unless ``config.mlm_on_mismatched`` is False (the original counts them,
+                airsplay/lxmert#51).
+            is_matched: (B,) long, 1 = the sentence belongs to the image.
+            obj_labels, attr_labels: (B, N) long detector labels (-100 none); obj_confidence,
+                attr_confidence: (B, N) float detector confidences in [0, 1], the weights with
+                ``label_weighting="confidence"`` (the original); with "mask", ``masked_regions`` weights.
+            feat_targets: (B, N, F) the *unmasked* features; masked_regions: (B, N) bool, True = a
+                region chosen by the masking (zeroed, swapped or kept), the regression's targets.
+            qa_labels: (B,) long answer index or -100 (a sentence that is not a question, or a
+                question without an answer in the table). Ignored on mismatched pairs, as the
+                original's ``convert_example_to_features`` sets -1 there (``lxmert_pretrain.py``).
+            mlm_scores: ``"all"``: ``logits["mlm"]`` is (B, T, vocab), as airsplay and transformers
+                compute it; ``"masked"``: (M, vocab) at the M labelled tokens only, as original BERT
+                does (:meth:`~vlp_course.models.blocks.LMPredictionHead.at_labels`). Same loss and gradients.
 
         Returns:
-            :class:`LxmertPreTrainingOutput`.
+            :class:`~vlp_course.models.blocks.VLOutput`: ``logits`` ``"mlm"`` (B, T, vocab) or (M, vocab),
+            ``"itm"`` (B, 2), ``"obj"`` (B, N, num_object_labels), ``"attr"`` (B, N, num_attr_labels),
+            ``"feat"`` (B, N, F), ``"qa"`` (B, num_qa_labels) (the enabled heads); ``losses`` the same
+            keys for the tasks with labels; ``encoder`` the :class:`LxmertOutput`.
 
         Raises:
-            ValueError: see :meth:`LxmertModel.forward`; labels of the wrong shape; a visual task's
-                labels without their confidence/mask; ``mlm_labels`` not (B, T); ``mlm_scores`` not
-                "all"/"masked", or "masked" without ``mlm_labels`` or with ``config.task_mask_lm`` off.
+            ValueError: see :meth:`LxmertModel.forward` and :meth:`check_inputs`: labels of the wrong
+                shape or dtype; a visual task's labels without their confidence or ``masked_regions``;
+                ``masked_regions`` not bool; ``mlm_scores`` not "all"/"masked", or "masked" without
+                ``mlm_labels`` or with ``config.task_mask_lm`` off.
         """
         cfg = self.config
-        if mlm_scores not in ("all", "masked"):
-            raise ValueError(f"mlm_scores must be 'all' or 'masked', got {mlm_scores!r}")
-        if mlm_scores == "masked" and (mlm_labels is None or not cfg.task_mask_lm):
-            raise ValueError("mlm_scores='masked' scores the labelled positions: it needs mlm_labels and "
-                             "config.task_mask_lm = True")
-        out = self.lxmert(input_ids, visual_feats, boxes, attention_mask, visual_attention_mask, token_type_ids,
-                          output_hidden_states=output_hidden_states, output_attentions=output_attentions)
-        B, T = input_ids.shape  # valid: the encoder checked them
-        if mlm_labels is not None and (not isinstance(mlm_labels, Tensor) or tuple(mlm_labels.shape) != (B, T)):
-            raise ValueError(f"mlm_labels must have shape (B, T) = ({B}, {T}), got {describe_shape(mlm_labels)}")
-        match_logits = self.cls.seq_relationship(out.pooled_output)  # (B, 2)
-        scores = self.cls.predictions(out.language_output) if mlm_scores == "all" else None  # (B, T, vocab)
-        visual = self.obj_predict_head(out.vision_output) if self.obj_predict_head is not None else {}
-        qa_logits = self.answer_head(out.pooled_output) if self.answer_head is not None else None
-        if is_matched is not None and (not isinstance(is_matched, Tensor) or tuple(is_matched.shape) != (B,)):
-            raise ValueError(f"is_matched must have shape (B,) = ({B},), got {describe_shape(is_matched)}")
+        self.check_inputs(input_ids, visual_feats, boxes, attention_mask, visual_attention_mask, token_type_ids,
+                          mlm_labels=mlm_labels, is_matched=is_matched, obj_labels=obj_labels,
+                          obj_confidence=obj_confidence, attr_labels=attr_labels, attr_confidence=attr_confidence,
+                          feat_targets=feat_targets, masked_regions=masked_regions, qa_labels=qa_labels,
+                          mlm_scores=mlm_scores)
+        out = self.lxmert.encode(input_ids, visual_feats, boxes, attention_mask, visual_attention_mask, token_type_ids,
+                                 output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+        logits: dict[str, Tensor] = {"itm": self.cls.seq_relationship(out.pooled_output)}  # (B, 2)
+        if mlm_scores == "all":
+            logits["mlm"] = self.cls.predictions(out.language_output)  # (B, T, vocab)
+        if self.obj_predict_head is not None:
+            logits.update(self.obj_predict_head(out.vision_output))  # obj (B, N, C_obj), attr (B, N, C_attr), feat (B, N, F)
+        if self.answer_head is not None:
+            logits["qa"] = self.answer_head(out.pooled_output)  # (B, num_qa_labels)
+
         losses: dict[str, Tensor] = {}
         if mlm_labels is not None and cfg.task_mask_lm:
             labels = mlm_labels.long()
             if not cfg.mlm_on_mismatched and is_matched is not None:
                 labels = drop_mismatched_labels(labels, is_matched.long())
             if mlm_scores == "masked":
-                scores, labels = self.cls.predictions.at_labels(out.language_output, labels)  # (M, vocab), (M,)
-            losses["mlm"] = mlm_loss(scores, labels)
+                logits["mlm"], labels = self.cls.predictions.at_labels(out.language_output, labels)  # (M, vocab), (M,)
+            losses["mlm"] = mlm_loss(logits["mlm"], labels)
         if is_matched is not None and cfg.task_matched:
-            losses["matched"] = itm_loss(match_logits, is_matched.long())
+            losses["itm"] = itm_loss(logits["itm"], is_matched.long())
         norm = cfg.visual_loss_normalizer
         masked_only = cfg.label_weighting == "mask"
         for key, labels, conf in (("obj", obj_labels, obj_confidence), ("attr", attr_labels, attr_confidence)):
-            if labels is None or key not in visual:
+            if labels is None or key not in logits:
                 continue
-            if conf is None and not masked_only:
-                raise ValueError(f"{key}_labels need {key}_confidence (B, N) with label_weighting='confidence'")
-            if conf is None:
-                conf = torch.ones_like(labels, dtype=torch.float)
-            losses[key] = lxmert_label_loss(visual[key], labels.long(), conf, feat_mask, masked_only=masked_only, normalizer=norm)
-        if feat_targets is not None and "feat" in visual:
-            if feat_mask is None:
-                raise ValueError("feat_targets need feat_mask (B, N), 1 = masked box")
-            losses["feat"] = lxmert_feature_loss(visual["feat"], feat_targets, feat_mask, normalizer=norm)
-        if qa_labels is not None and qa_logits is not None:
+            weight = torch.ones_like(labels, dtype=torch.float) if conf is None else conf
+            losses[key] = lxmert_label_loss(logits[key], labels.long(), weight, masked_regions, masked_only=masked_only,
+                                            normalizer=norm)
+        if feat_targets is not None and "feat" in logits:
+            losses["feat"] = lxmert_feature_loss(logits["feat"], feat_targets, masked_regions, normalizer=norm)
+        if qa_labels is not None and "qa" in logits:
             labels = qa_labels.long()
-            if is_matched is not None:
+            if is_matched is not None:  # a question shown with another image has no answer (lxmert_pretrain.py)
                 labels = torch.where(is_matched.long() == 1, labels, torch.full_like(labels, IGNORE_INDEX))
-            losses["qa"] = qa_ce_loss(qa_logits, labels)
-        total = sum(losses.values()) if losses else None
-        return LxmertPreTrainingOutput(scores, match_logits, qa_logits, visual, out, total, losses)
+            losses["qa"] = qa_ce_loss(logits["qa"], labels)
+        return VLOutput(VLOutput.total(losses), losses, logits, out)
 
 
 # --------------------------------------------------------------------------------------------------
 # VQA
 # --------------------------------------------------------------------------------------------------
-@dataclass
-class LxmertQAOutput:
-    """logits (B, A); loss (original BCE x A on soft scores) or None; model: :class:`LxmertOutput`."""
-
-    logits: Tensor
-    model: LxmertOutput
-    loss: Tensor | None = None
-
-
 class LxmertForQuestionAnswering(nn.Module):
     """LXMERT for VQA: ``lxmert.*`` + ``answer_head.logit_fc`` on the pooled output (HF
-    ``LxmertForQuestionAnswering`` keys; airsplay ``VQAModel``). ``config.num_qa_labels`` answers.
+    ``LxmertForQuestionAnswering`` keys; airsplay ``src/tasks/vqa_model.py`` ``VQAModel``).
+    ``config.num_qa_labels`` answers.
 
-    Loss: the original's ``BCEWithLogits(mean) x A`` on soft scores (:func:`vqa_bce_loss`), not
-    HF's cross-entropy on one class index.
+    Loss: the original's ``BCEWithLogits(mean) x A`` on soft scores (:func:`vqa_bce_loss`,
+    airsplay ``src/tasks/vqa.py``), not HF's cross-entropy on one class index.
     """
 
     def __init__(self, config: LxmertConfig):
@@ -593,14 +626,28 @@ class LxmertForQuestionAnswering(nn.Module):
     def forward(self, input_ids: Tensor, visual_feats: Tensor, boxes: Tensor, attention_mask: Tensor | None = None,
                 visual_attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None, *,
                 soft_scores: Tensor | None = None, output_hidden_states: bool = False,
-                output_attentions: bool = False) -> LxmertQAOutput:
-        """Answer scores (B, A) from the pooled [CLS]; ``soft_scores`` (B, A) in [0, 1] give the loss.
+                output_attentions: bool = False) -> VLOutput:
+        """Answer scores from the pooled [CLS].
+
+        Args:
+            input_ids … token_type_ids: as in :meth:`LxmertModel.forward`.
+            soft_scores: (B, A) float in [0, 1], the VQA soft scores; they give ``losses["vqa"]``.
+
+        Returns:
+            :class:`~vlp_course.models.blocks.VLOutput` with ``logits["vqa"]`` (B, A), ``losses["vqa"]``
+            when ``soft_scores`` are given, ``encoder`` the :class:`LxmertOutput`.
 
         Raises:
-            ValueError: see :meth:`LxmertModel.forward` and :func:`vqa_bce_loss`.
+            ValueError: see :meth:`LxmertModel.forward`; ``soft_scores`` not (B, A) float in [0, 1].
         """
-        out = self.lxmert(input_ids, visual_feats, boxes, attention_mask, visual_attention_mask, token_type_ids,
-                          output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+        self.lxmert.check_inputs(input_ids, visual_feats, boxes, attention_mask, visual_attention_mask, token_type_ids)
+        B, A = input_ids.shape[0], self.config.num_qa_labels
+        if soft_scores is not None and (not isinstance(soft_scores, Tensor) or tuple(soft_scores.shape) != (B, A)
+                                        or not soft_scores.is_floating_point()):
+            raise ValueError(f"soft_scores must be a float (B, A) = ({B}, {A}) tensor in [0, 1], "
+                             f"got {describe_shape(soft_scores)}")
+        out = self.lxmert.encode(input_ids, visual_feats, boxes, attention_mask, visual_attention_mask, token_type_ids,
+                                 output_hidden_states=output_hidden_states, output_attentions=output_attentions)
         logits = self.answer_head(out.pooled_output)  # (B, A)
-        loss = vqa_bce_loss(logits, soft_scores) if soft_scores is not None else None
-        return LxmertQAOutput(logits, out, loss)
+        losses = {"vqa": vqa_bce_loss(logits, soft_scores)} if soft_scores is not None else {}
+        return VLOutput(VLOutput.total(losses), losses, {"vqa": logits}, out)

@@ -1,0 +1,87 @@
+"""Checks for the exercises of notebook 11 (LXMERT).
+
+Each ``check_*`` runs the learner's function and the package's reference on seeded inputs built
+from a small random model, and raises :class:`~vlp_course.exercises.ExerciseFailed` on the first
+difference (see :func:`~vlp_course.exercises.run_cases`). Sources: Tan & Bansal 2019, sections 2.1
+(object-level image embeddings) and 2.2 (cross-modality encoder); airsplay/lxmert
+``src/lxrt/modeling.py`` (``VisualFeatEncoder``, ``LXRTXLayer``).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from vlp_course.exercises import run_cases
+
+__all__ = [
+    "reference_object_embedding",
+    "check_object_embedding",
+    "reference_cross_modality_layer",
+    "check_cross_modality_layer",
+]
+
+
+def _randomize(module: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Every parameter random (LayerNorm weights around 1), so no check passes on zeros and ones."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            ln = name.endswith(("LayerNorm.weight", "layer_norm.weight"))
+            p.copy_(torch.randn(p.shape, generator=g) * 0.3 + (1.0 if ln else 0.0))
+    return module.eval()
+
+
+def reference_object_embedding(enc, feats: Tensor, boxes: Tensor) -> Tensor:
+    """LXMERT's object encoder: (LN(visn_fc(f)) + LN(box_fc(b))) / 2, (B, N, D)."""
+    return enc(feats, boxes)
+
+
+def _lxmert_config(D: int, F: int):
+    from vlp_course.models.lxmert import LxmertConfig
+
+    return LxmertConfig(vocab_size=30, hidden_size=D, num_attention_heads=2, intermediate_size=2 * D, l_layers=1,
+                        r_layers=1, x_layers=1, visual_feat_dim=F, num_qa_labels=3, num_object_labels=3,
+                        num_attr_labels=3, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+
+
+def check_object_embedding(student_fn: Callable) -> None:
+    """Check ``student_fn(enc, feats, boxes) -> (B, N, D)`` against :class:`~vlp_course.models.lxmert.VisualFeatEncoder`."""
+    from vlp_course.models.lxmert import VisualFeatEncoder
+
+    cases = []
+    for seed, (B, N, F, D) in enumerate([(2, 3, 6, 8), (1, 1, 4, 4), (3, 5, 10, 6)]):
+        enc = _randomize(VisualFeatEncoder(_lxmert_config(D, F)), seed)
+        g = torch.Generator().manual_seed(50 + seed)
+        xy = torch.rand(B, N, 2, generator=g) * 0.5
+        boxes = torch.cat([xy, xy + torch.rand(B, N, 2, generator=g) * 0.5], -1)
+        cases.append((f"B={B}, N={N}, F={F}, D={D}", (enc, torch.randn(B, N, F, generator=g), boxes), {}))
+    with torch.no_grad():
+        run_cases("object_embedding", student_fn, reference_object_embedding, cases)
+
+
+def reference_cross_modality_layer(layer, lang: Tensor, lang_mask: Tensor, visn: Tensor, visn_mask: Tensor):
+    """One LXMERT cross-modality layer: ``(lang_out (B, T, D), visn_out (B, N, D))``."""
+    lang_out, visn_out, _, _ = layer(lang, lang_mask, visn, visn_mask)
+    return lang_out, visn_out
+
+
+def check_cross_modality_layer(student_fn: Callable) -> None:
+    """Check ``student_fn(layer, lang, lang_mask, visn, visn_mask) -> (lang_out, visn_out)`` against
+    :class:`~vlp_course.models.lxmert.LxmertXLayer` (masks padded on both sides)."""
+    from vlp_course.models.lxmert import LxmertXLayer
+
+    cases = []
+    for seed, (B, T, N, D) in enumerate([(2, 5, 3, 8), (3, 4, 6, 6), (1, 2, 1, 4)]):
+        layer = _randomize(LxmertXLayer(_lxmert_config(D, 4)), seed)
+        g = torch.Generator().manual_seed(70 + seed)
+        lang, visn = torch.randn(B, T, D, generator=g), torch.randn(B, N, D, generator=g)
+        lmask, vmask = torch.ones(B, T, dtype=torch.long), torch.ones(B, N, dtype=torch.long)
+        lmask[0, T - 1:] = 0
+        if N > 1:
+            vmask[-1, N - 1:] = 0
+        cases.append((f"B={B}, T={T}, N={N}, D={D}", (layer, lang, lmask, visn, vmask), {}))
+    with torch.no_grad():
+        run_cases("cross_modality_layer", student_fn, reference_cross_modality_layer, cases, atol=1e-4)
