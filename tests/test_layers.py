@@ -98,3 +98,20 @@ def test_one_definition_per_name(name):
     where = [str(p.relative_to(PKG.parent)) for p in PKG.rglob("*.py") if any(
         line.lstrip().startswith(name) for line in p.read_text().splitlines())]
     assert len(where) == 1, where
+
+
+def test_weights_files_are_read_and_written_in_one_module():
+    """Every safetensors read and write goes through vlp_course/checkpoints.py (bad files named there)."""
+    users = [str(p.relative_to(PKG.parent)) for p in PKG.rglob("*.py")
+             if any(mod.split(".")[0] == "safetensors" for mod in _all_imports(p))]
+    assert users == ["vlp_course/checkpoints.py"], users
+
+
+def _all_imports(path: Path) -> list[str]:
+    mods = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            mods += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            mods.append(node.module or "")
+    return mods

@@ -225,9 +225,9 @@ def test_without_the_data_folder_the_checkpoint_is_pretrained_once_and_cached(tm
     monkeypatch.setenv("VLP_COURSE_CACHE", str(tmp_path / "cache"))
     real, calls = sc.train_scene_checkpoint, []
 
-    def tiny(recipe, **kw):
+    def tiny(recipe, path, **kw):
         calls.append(recipe.kind)
-        return real(replace(recipe, n_images=60, n_test=10, steps=3), **{**kw, "progress": False})
+        return real(replace(recipe, n_images=60, n_test=10, steps=3), path, **{**kw, "progress": False})
 
     monkeypatch.setattr(sc, "train_scene_checkpoint", tiny)
     with pytest.warns(UserWarning, match="pretraining the lxmert checkpoint"):

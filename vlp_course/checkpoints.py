@@ -43,7 +43,7 @@ from torch import nn
 from vlp_course.files import atomic_write_bytes
 
 __all__ = ["save_checkpoint", "load_checkpoint", "load_optimizer_state", "read_metadata", "unwrap", "LoadResult",
-           "save_safetensors", "load_safetensors", "read_checkpoint", "check_safetensors_file"]
+           "save_safetensors", "load_safetensors", "read_checkpoint", "check_safetensors_file", "read_header_metadata"]
 
 _OPT = "@optimizer/"  # reserved key prefix for optimizer tensors ('@' cannot start a module name)
 
@@ -199,6 +199,16 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
     except SafetensorError as err:
         raise ValueError(f"{path} is not a readable safetensors file: {err}") from None
     return tensors, header.get("__metadata__") or {}
+
+
+def read_header_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The string-to-string metadata in a safetensors file's header (as written by
+    :func:`save_safetensors`), without reading the tensors.
+
+    Raises:
+        FileNotFoundError, ValueError: as :func:`check_safetensors_file`.
+    """
+    return dict(check_safetensors_file(path).get("__metadata__") or {})
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:

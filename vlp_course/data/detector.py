@@ -321,9 +321,8 @@ def load_or_train_detector(seed: int = 0, steps: int = 600, *, n_scenes: int = 3
     ``cache_dir()/detector-s{seed}-t{steps}-n{n_scenes}/`` holding ``detector.safetensors``,
     ``config.json`` and a ``manifest.json`` with their SHA-256 (written atomically, manifest last).
     """
-    from safetensors.torch import load_file, save
-
-    from vlp_course.files import atomic_write_bytes, atomic_write_text, cache_dir, check_manifest, write_manifest
+    from vlp_course.checkpoints import load_safetensors, save_safetensors
+    from vlp_course.files import atomic_write_text, cache_dir, check_manifest, write_manifest
 
     cfg = {"channels": 48, "dim": 128, "roi_size": 4, "seed": int(seed), "steps": int(steps),
            "n_scenes": int(n_scenes), "version": 2}
@@ -331,7 +330,7 @@ def load_or_train_detector(seed: int = 0, steps: int = 600, *, n_scenes: int = 3
     if cache and check_manifest(folder) is not None:
         try:
             model = SceneDetector(cfg["channels"], cfg["dim"], cfg["roi_size"])
-            model.load_state_dict(load_file(str(folder / "detector.safetensors")))
+            model.load_state_dict(load_safetensors(folder / "detector.safetensors"))
             return model.to(device).eval()
         except (OSError, RuntimeError, ValueError):
             pass
@@ -339,8 +338,7 @@ def load_or_train_detector(seed: int = 0, steps: int = 600, *, n_scenes: int = 3
     model, _ = train_detector(make_scenes(n_scenes, seed=r["train_seed"] + seed), steps=steps, batch_size=r["batch_size"],
                               lr=r["lr"], seed=seed, device=device, progress=progress)
     if cache:
-        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        atomic_write_bytes(folder / "detector.safetensors", save(state))
+        save_safetensors(model, folder / "detector.safetensors")
         atomic_write_text(folder / "config.json", json.dumps(cfg))
         write_manifest(folder, ["detector.safetensors", "config.json"], cfg)
     return model.eval()
@@ -363,15 +361,14 @@ def load_detector(device: torch.device | str = "cpu", *, progress: bool = False)
     Raises:
         ValueError: if the shipped file exists but its SHA-256 differs from ``data/SHA256SUMS``.
     """
-    from safetensors.torch import load_file
-
     from vlp_course import files
+    from vlp_course.checkpoints import load_safetensors
 
     path = files.shipped_dir() / CHECKPOINT_NAME
     if path.exists() and files.expected_sha256(CHECKPOINT_NAME) is not None:
         files.check_shipped(path, "python -m vlp_course.data.detector")
         model = SceneDetector()
-        model.load_state_dict(load_file(str(path)))
+        model.load_state_dict(load_safetensors(path))
         return model.to(device).eval()
     r = CHECKPOINT_RECIPE
     return load_or_train_detector(seed=r["seed"], steps=r["steps"], n_scenes=r["train_scenes"], device=device,
@@ -381,9 +378,8 @@ def load_detector(device: torch.device | str = "cpu", *, progress: bool = False)
 def _main(argv=None) -> int:
     import argparse
 
-    from safetensors.torch import save
-
     from vlp_course import files
+    from vlp_course.checkpoints import save_safetensors
 
     r = CHECKPOINT_RECIPE
     ap = argparse.ArgumentParser(description="Train the stand-in detector and write data/scene_detector.safetensors")
@@ -399,10 +395,9 @@ def _main(argv=None) -> int:
     acc = detector_accuracy(model, make_scenes(1000, seed=4242))
     print(f"held-out accuracy (1,000 scenes, seed 4242): shape {acc['class_acc']:.4f}, colour {acc['attr_acc']:.4f}")
     out = Path(args.out)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {"recipe": json.dumps({**r, "steps": args.steps}), "class_acc": f"{acc['class_acc']:.4f}",
             "attr_acc": f"{acc['attr_acc']:.4f}"}
-    files.atomic_write_bytes(out / CHECKPOINT_NAME, save(state, metadata=meta))
+    save_safetensors(model, out / CHECKPOINT_NAME, metadata=meta)
     digest = files.record_sha256(out / CHECKPOINT_NAME)
     print(f"wrote {out / CHECKPOINT_NAME} ({(out / CHECKPOINT_NAME).stat().st_size} bytes), sha256 {digest}")
     return 0

@@ -21,10 +21,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save
-
 from vlp_course import files
+from vlp_course.checkpoints import load_safetensors, read_header_metadata, save_safetensors
 from vlp_course.recipes.base import KINDS, Recipe, SceneAdapter, scene_tensors
 from vlp_course.recipes.lxmert import LxmertAdapter
 from vlp_course.recipes.run import pretrain
@@ -73,18 +71,17 @@ def load_scene_checkpoint(kind: str, path: str | Path | None = None):
             warnings.warn(f"{p} is not here: pretraining the {kind} checkpoint now (minutes on a CPU, "
                           f"seconds on a GPU); it is cached in {cached}", stacklevel=2)
             device = "cuda" if torch.cuda.is_available() else None
-            files.atomic_write_bytes(cached, train_scene_checkpoint(Recipe(kind=kind), device=device, progress=True))
+            train_scene_checkpoint(Recipe(kind=kind), cached, device=device, progress=True)
         p, path = cached, cached
     if not p.exists():
         raise FileNotFoundError(f"{p} is missing; reproduce it with: {_rebuild(kind)}")
     if path is None:
         files.check_shipped(p, _rebuild(kind))
-    with safe_open(str(p), "pt") as fh:
-        meta = dict(fh.metadata() or {})
+    meta = read_header_metadata(p)
     recipe = Recipe(**json.loads(meta["recipe"]))
     ad = adapter(scene_tensors(recipe, vocab_tokens=json.loads(meta["vocab"])), recipe)
     model = ad.pretraining_model()
-    missing, unexpected = model.load_state_dict(load_file(str(p)), strict=False)
+    missing, unexpected = model.load_state_dict(load_safetensors(p), strict=False)
     if missing or unexpected:
         raise ValueError(f"{p} does not fit {type(model).__name__}: missing {missing[:5]}, unexpected {unexpected[:5]}")
     return model.eval(), ad, meta
@@ -99,8 +96,9 @@ def _curves(train: dict[str, list[float]], window: int) -> dict[str, list[float]
     return out
 
 
-def train_scene_checkpoint(recipe: Recipe, *, device=None, progress: bool = True) -> bytes:
-    """Pretrain ``recipe``'s model from scratch; returns the safetensors file (bytes) with its metadata."""
+def train_scene_checkpoint(recipe: Recipe, path: str | Path, *, device=None, progress: bool = True) -> Path:
+    """Pretrain ``recipe``'s model from scratch and write it to ``path`` (safetensors, atomically) with
+    its metadata: the recipe, the vocabulary, the final losses, the seconds and the loss curves."""
     st = scene_tensors(recipe)
     ad = adapter(st, recipe)
     torch.manual_seed(recipe.seed)
@@ -111,13 +109,11 @@ def train_scene_checkpoint(recipe: Recipe, *, device=None, progress: bool = True
     last = {k: float(sum(v[-100:]) / len(v[-100:])) for k, v in hist.train.items()}
     print(f"{recipe.kind}: {recipe.steps} steps in {secs:.0f} s; last 100 steps: "
           + ", ".join(f"{k} {v:.3f}" for k, v in last.items()))
-    # tied weights (the MLM decoder and the word embeddings) are stored once per name
-    state = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
     meta = {"recipe": json.dumps(asdict(recipe)), "vocab": json.dumps(st.vocab.itos),
             "final_losses": json.dumps({k: round(v, 4) for k, v in last.items()}), "train_seconds": f"{secs:.0f}",
             # the training curves, averaged over windows of 50 steps: {"step": [...], "mlm": [...], ...}
             "history": json.dumps(_curves(hist.train, 50))}
-    return save(state, metadata=meta)
+    return save_safetensors(model, path, metadata=meta)  # tied weights stored once, restored under every name
 
 
 def _main(argv=None) -> int:
@@ -127,9 +123,8 @@ def _main(argv=None) -> int:
     ap.add_argument("--device", default=None)
     ap.add_argument("--out", default=str(files.shipped_dir()))
     args = ap.parse_args(argv)
-    data = train_scene_checkpoint(Recipe(kind=args.model, steps=args.steps), device=args.device)
     target = Path(args.out) / checkpoint_name(args.model)
-    files.atomic_write_bytes(target, data)
+    train_scene_checkpoint(Recipe(kind=args.model, steps=args.steps), target, device=args.device)
     digest = files.record_sha256(target)
     print(f"wrote {target} ({target.stat().st_size:,} bytes), sha256 {digest}")
     return 0
