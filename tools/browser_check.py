@@ -70,9 +70,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def learner_lab(workdir: Path):
-    """The learner's folder and JupyterLab command line of ``make lab`` (tools/notebooks.py), or None
-    where this checkout's tools/notebooks.py has no learner lab yet."""
+def learner_lab(workdir: Path, make_copies: bool = True):
+    """``make lab``'s JupyterLab command line (tools/notebooks.py's ``lab_command``), after making the
+    learner's copies in ``workdir``; None where this checkout's tools/notebooks.py has no learner lab."""
     sys.path.insert(0, str(ROOT / "tools"))
     try:
         import notebooks as nbtool
@@ -80,11 +80,13 @@ def learner_lab(workdir: Path):
         sys.path.pop(0)
     if not (hasattr(nbtool, "make_learner_copies") and hasattr(nbtool, "lab_command")):
         return None
-    nbtool.make_learner_copies(workdir)
+    if make_copies:
+        nbtool.make_learner_copies(workdir)
     return nbtool.lab_command
 
 
-def start_lab(workdir: Path, notebook: Path, port: int, token: str, state: Path, logfile: Path):
+def start_lab(workdir: Path, notebook: Path, port: int, token: str, state: Path, logfile: Path,
+              copy_only: bool = False):
     """JupyterLab as ``make lab`` starts it (the learner's copies in ``workdir``, its command line,
     ``--allow-root`` as root), plus what a headless check needs: a loopback port, a token, no browser,
     settings and workspaces of its own. Returns (process, the notebook's path under ``workdir``)."""
@@ -93,13 +95,15 @@ def start_lab(workdir: Path, notebook: Path, port: int, token: str, state: Path,
         (settings / name).parent.mkdir(parents=True, exist_ok=True)
         (settings / name).write_text(json.dumps(value))
     root = os.geteuid() == 0
-    lab_command = learner_lab(workdir)
-    if lab_command is not None:  # the solved copy of the learner's folder: every cell must run
-        opened = workdir / "solutions" / notebook.name
-        cmd, extra_env = lab_command(workdir, port=port, ip="127.0.0.1", browser=False, allow_root=root)
-    else:  # before learner copies existed: a copy of the instructor notebook
+    lab_command = learner_lab(workdir, make_copies=not copy_only)
+    if copy_only or lab_command is None:  # a copy of the notebook as it is
         opened = workdir / notebook.name
         shutil.copyfile(notebook, opened)
+    else:  # the solved copy in the learner's folder: every cell must run
+        opened = workdir / "solutions" / notebook.name
+    if lab_command is not None:
+        cmd, extra_env = lab_command(workdir, port=port, ip="127.0.0.1", browser=False, allow_root=root)
+    else:  # a checkout whose tools/notebooks.py has no learner lab: the same options by hand
         cmd = [str(Path(sys.executable).parent / "jupyter"), "lab", f"--ServerApp.root_dir={workdir}",
                f"--ServerApp.port={port}", "--ServerApp.ip=127.0.0.1", "--ServerApp.open_browser=False"]
         cmd += ["--ServerApp.allow_root=True"] if root else []
@@ -180,7 +184,8 @@ return cells.map(c => ({
 """
 
 
-def run_menu(driver, menu: str, command: str) -> None:
+def run_menu(driver, menu: str, label: str) -> None:
+    """Click ``menu`` in JupyterLab's menu bar, then its entry ``label`` (as a learner would)."""
     from selenium.webdriver.common.by import By
 
     items = driver.find_elements(By.CSS_SELECTOR, ".lm-MenuBar-item")
@@ -188,9 +193,9 @@ def run_menu(driver, menu: str, command: str) -> None:
     if not match:
         raise CheckFailed(f"no {menu!r} menu in JupyterLab's menu bar")
     match[0].click()
-    entry = wait_for(driver, f"menu entry {command}", lambda: driver.find_element(
-        By.CSS_SELECTOR, f'.lm-Menu-item[data-command="{command}"]'), 10)
-    entry.click()
+    xpath = ("//li[contains(@class, 'lm-Menu-item')][.//div[contains(@class, 'lm-Menu-itemLabel') "
+             f"and normalize-space(.)='{label}']]")
+    wait_for(driver, f"the menu entry {menu} > {label}", lambda: driver.find_element(By.XPATH, xpath), 10).click()
 
 
 def check_notebook(driver, base: str, token: str, workdir: Path, copy: Path, timeout: float) -> dict:
@@ -202,11 +207,11 @@ def check_notebook(driver, base: str, token: str, workdir: Path, copy: Path, tim
     t0 = time.time()
     driver.get(f"{base}/lab/tree/{rel}?token={token}")
     wait_for(driver, "the notebook's cells", lambda: driver.execute_script(CELLS_JS), 120)
-    wait_for(driver, "the kernel to be idle", lambda: driver.find_element(
-        By.CSS_SELECTOR, '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook-ExecutionIndicator[data-status="idle"]'), 120)
+    wait_for(driver, "the kernel to be idle (status bar)", lambda: "| Idle" in driver.find_element(
+        By.ID, "jp-main-statusbar").text, 120)
     log(f"notebook open, kernel idle after {time.time() - t0:.1f} s")
     t1 = time.time()
-    run_menu(driver, "Run", "notebook:run-all-cells")
+    run_menu(driver, "Run", "Run All Cells")
 
     def finished():
         cells = driver.execute_script(CELLS_JS)
@@ -219,7 +224,12 @@ def check_notebook(driver, base: str, token: str, workdir: Path, copy: Path, tim
     ran = time.time() - t1
     driver.save_screenshot(str(OUT / "lab-notebook-ran.png"))
     errors = [i for i, c in enumerate(cells) if c["error"]]
-    if errors:
+    if errors:  # show the failing cell in the screenshot
+        driver.execute_script(
+            "const c = document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell')[arguments[0]];"
+            "if (c) c.scrollIntoView({block: 'start'});", errors[0])
+        time.sleep(1)
+        driver.save_screenshot(str(OUT / "lab-notebook-ran.png"))
         raise CheckFailed(f"code cell(s) {errors} show an error: {cells[errors[0]]['text']}")
     log(f"all {len(cells)} code cells ran in {ran:.1f} s, none shows an error")
 
@@ -250,7 +260,7 @@ def check_notebook(driver, base: str, token: str, workdir: Path, copy: Path, tim
         raise CheckFailed("the explorer's output did not change")
 
     # the saved copy: no error output, every code cell executed
-    run_menu(driver, "File", "docmanager:save")
+    run_menu(driver, "File", "Save Notebook")
     time.sleep(2)
     import nbformat
 
@@ -292,6 +302,8 @@ def main(argv=None) -> int:
     ap.add_argument("--site", type=Path, default=ROOT / "build" / "site" / "html", help="the built site")
     ap.add_argument("--timeout", type=float, default=900, help="seconds for Run All")
     ap.add_argument("--skip-site", action="store_true", help="only the JupyterLab part")
+    ap.add_argument("--copy", action="store_true",
+                    help="open a copy of --notebook as it is instead of the learner's solved copy (the lab is still `make lab`'s)")
     args = ap.parse_args(argv)
 
     OUT.mkdir(parents=True, exist_ok=True)
@@ -303,7 +315,7 @@ def main(argv=None) -> int:
     lab = driver = None
     try:
         port, token = free_port(), secrets.token_hex(16)
-        lab, copy = start_lab(workdir, args.notebook, port, token, state, OUT / "jupyterlab.log")
+        lab, copy = start_lab(workdir, args.notebook, port, token, state, OUT / "jupyterlab.log", args.copy)
         log(f"JupyterLab on 127.0.0.1:{port} after {time.time() - start:.1f} s, opening {copy.relative_to(ROOT)}")
         driver = start_chromium(state / "chromium-profile")
         result = check_notebook(driver, f"http://127.0.0.1:{port}", token, workdir, copy, args.timeout)

@@ -103,8 +103,12 @@ def execute_notebook(source: Path, out_dir: Path = EXECUTED, timeout: int = 300)
     start = time.perf_counter()
     try:
         client.execute()
-    except (CellExecutionError, CellTimeoutError, DeadKernelError) as exc:
-        error = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    except CellTimeoutError:
+        error = f"a cell ran longer than {timeout} s"
+    except DeadKernelError:
+        error = "the kernel died"
+    except CellExecutionError as exc:
+        error = f"{exc.ename}: {exc.evalue}"
     finally:
         seconds = time.perf_counter() - start
         if saved is None:
@@ -381,6 +385,8 @@ def main(argv=None) -> int:
     e.add_argument("--timeout", type=int, default=300, help="seconds per cell")
     e.add_argument("--times-csv", type=Path, default=None, help="also write the duration table as CSV here")
     e.add_argument("--stale-only", action="store_true", help="skip notebooks whose executed copy is up to date")
+    e.add_argument("--threads", type=int, default=None,
+                   help="OMP/MKL threads of each kernel (e.g. 1 on a machine that other jobs share)")
     e.set_defaults(func=cmd_execute)
     b = sub.add_parser("build", help="build the HTML site from the executed copies")
     b.add_argument("--executed", type=Path, default=EXECUTED)
@@ -388,11 +394,14 @@ def main(argv=None) -> int:
     b.add_argument("--timeout", type=int, default=300, help="seconds per cell, for notebooks executed here")
     b.add_argument("--no-execute", action="store_true", help="never execute: use stale copies, fail on missing ones")
     b.add_argument("--clean", action="store_true", help="rebuild every page")
+    b.add_argument("--threads", type=int, default=None, help="OMP/MKL threads of kernels started here")
     b.set_defaults(func=cmd_build)
     c = sub.add_parser("check", help="check the built site offline")
     c.add_argument("--html", type=Path, default=SITE / "html")
     c.set_defaults(func=cmd_check)
     args = ap.parse_args(argv)
+    if args.cmd in {"execute", "build"} and args.threads:  # the kernels inherit this environment
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
     return args.func(args)
 
 
