@@ -13,9 +13,10 @@
 #
 # This notebook builds each task with the course package (`vlp_course.pretraining`), looks at what
 # it masks, computes each loss, and trains a tiny single-stream model on all of them at once to
-# measure which losses fall within a short CPU run. Matching does not; we measure why, and make it
-# fall by training it on captions that describe the whole scene. Then you implement LXMERT's 80/10/10 region masking and the
-# matching sampler yourself.
+# measure which losses fall within a short CPU run. The region losses stop at what the average region
+# scores and matching does not move; we measure why matching is slow, and make it fall by training it
+# on captions that describe the whole scene. Then you implement LXMERT's 80/10/10 region masking and
+# the matching sampler yourself.
 
 # %%
 import math
@@ -59,13 +60,23 @@ CFG = dict(
 # stand-in built from the scene annotations: the feature of a region is its one-hot shape, colour
 # and size plus Gaussian noise, and its "detector distribution" is a softmax of noisy class scores.
 # The masking and the losses do not care where the numbers come from. Position 0 is a global
-# whole-image token (mean of the regions, box = the whole image), as in ViLBERT and VL-BERT.
+# whole-image token (mean of the regions, box = the whole image), as in ViLBERT and VL-BERT; it is
+# rebuilt from the regions *after* they are masked (see "The global token is built after masking").
 
 # %%
 ds = load_vl_scenes(CFG["n_images"], seed=CFG["seed"])
 gen = torch.Generator().manual_seed(CFG["seed"])
 N_MAX = 1 + max(len(sc.labels()) for sc in ds.scenes)  # global token + regions
 FEAT = len(SHAPES) + len(COLORS) + len(SIZES)
+
+
+def with_global_token(features: torch.Tensor, region_mask: torch.Tensor) -> torch.Tensor:
+    """(B, N, F) features whose position 0 is replaced by the mean of the real regions 1..N-1 as given
+    (call it on masked features: the token then holds only what the regions show)."""
+    real = region_mask[:, 1:, None].to(features.dtype)  # (B, N-1, 1)
+    out = features.clone()
+    out[:, 0] = (features[:, 1:] * real).sum(1) / real.sum(1).clamp(min=1)  # (B, F)
+    return out
 
 
 def region_inputs(scenes, noise: float, g: torch.Generator):
@@ -81,14 +92,13 @@ def region_inputs(scenes, noise: float, g: torch.Generator):
         one_hot = torch.cat([nn.functional.one_hot(sh, len(SHAPES)), nn.functional.one_hot(co, len(COLORS)),
                              nn.functional.one_hot(si, len(SIZES))], 1).float()
         feats[i, 1:n + 1] = one_hot + noise * torch.randn(n, FEAT, generator=g)
-        feats[i, 0] = feats[i, 1:n + 1].mean(0)
         boxes[i, 1:n + 1] = torch.as_tensor(sc.boxes(), dtype=torch.float32) / torch.tensor([sc.width, sc.height] * 2)
         boxes[i, 0] = torch.tensor([0.0, 0.0, 1.0, 1.0])
         scores = 4.0 * nn.functional.one_hot(sh, len(SHAPES)).float() + torch.randn(n, len(SHAPES), generator=g)
         probs[i, 1:n + 1] = scores.softmax(-1)
         labels[i, 1:n + 1] = probs[i, 1:n + 1].argmax(-1)
         rmask[i, : n + 1] = 1
-    return feats, boxes, probs, labels, rmask
+    return with_global_token(feats, rmask), boxes, probs, labels, rmask
 
 
 feats, boxes, det_probs, det_labels, region_mask = region_inputs(ds.scenes, CFG["feat_noise"], gen)
@@ -197,6 +207,35 @@ except ImportError:
     print("(ipywidgets is not installed: the explorer is the printed table above; call show_masking(...) yourself)")
 
 # %% [markdown]
+# ### The global token is built after masking
+#
+# The whole-image token is the mean of the region features. If it were computed from the regions
+# *before* they are masked, it would hand the hidden features back: N × global − (the sum of the
+# regions the model sees) is exactly the sum of the zeroed regions' features. Both original ViLBERT
+# loaders (`vilbert/datasets/concept_cap_dataset.py` in facebookresearch/vilbert-multi-task and in
+# jiasenlu/vilbert_beta) therefore mask the regions first and then prepend the global token as the
+# mean of the *masked* features (they divide the sum by the number of regions left unmasked; we divide
+# by the number of real regions: either way the token holds nothing the regions do not show). VL-BERT
+# recomputes its whole-image box without the masked regions for the same reason. The training batches
+# below call `with_global_token` after `mask_regions`; here we check the difference on 64 scenes.
+
+# %%
+rm64 = region_mask[:64]
+out64 = mask_regions(feats[:64], scheme="vilbert", prob=0.5, region_mask=rm64, num_global=1,
+                     generator=torch.Generator().manual_seed(3))
+n_real = rm64[:, 1:].sum(1, keepdim=True).float()  # (64, 1) real regions per scene
+visible_sum = (out64.features[:, 1:] * rm64[:, 1:, None]).sum(1)  # (64, F) what the regions show
+zeroed = (out64.actions[:, 1:] == ZERO)[..., None]  # (64, N-1, 1)
+hidden_sum = (out64.original[:, 1:] * zeroed).sum(1)  # (64, F) the features the model must not see
+leak_before = n_real * feats[:64, 0] - visible_sum  # global token from the unmasked regions
+leak_after = n_real * with_global_token(out64.features, rm64)[:, 0] - visible_sum  # built after masking
+print(f"{int(zeroed.sum())} regions zeroed in 64 scenes; |N·global − Σ visible − Σ hidden| "
+      f"before masking {float((leak_before - hidden_sum).abs().max()):.1e}, "
+      f"|N·global − Σ visible| after masking {float(leak_after.abs().max()):.1e}")
+assert zeroed.sum() > 20 and torch.allclose(leak_before, hidden_sum, atol=1e-4), "built first, the token leaks"
+assert leak_after.abs().max() < 1e-4, "built after masking, the global token must carry no hidden feature"
+
+# %% [markdown]
 # ### VL-BERT masks pixels, not features
 #
 # VL-BERT's end-to-end model zeroes the selected RoI's *pixels* before the detector runs, so neither
@@ -270,7 +309,7 @@ assert abs(kl.item() + entropy.item() - sce.item()) < 1e-5
 # A single-stream model (VisualBERT/VL-BERT style) from the course's building blocks: text
 # embeddings, a visual embedding (feature + box, LayerNorm), a BERT encoder over `[text; regions]`,
 # and four heads. Each step samples pairs, swaps half the captions, masks tokens (BERT) and regions
-# (LXMERT's 80/10/10), and sums the losses.
+# (LXMERT's 80/10/10), rebuilds the global token from the masked regions, and sums the losses.
 
 # %%
 class TinyVLP(nn.Module):
@@ -318,7 +357,8 @@ def make_batch(step: int, lo: int = 0, hi: int = n_train, g: torch.Generator = b
                                    mlm_probability=CFG["mask_prob"], generator=g)
     reg = mask_regions(feats[img], scheme="lxmert", prob=CFG["mask_prob"], region_mask=region_mask[img],
                        num_global=1, targets=det_labels[img], generator=g)
-    return dict(ids=mids, tmask=tmask, mlm_labels=mlm_labels, feats=reg.features, boxes=boxes[img],
+    shown = with_global_token(reg.features, region_mask[img])  # the global token after masking, as ViLBERT's loaders
+    return dict(ids=mids, tmask=tmask, mlm_labels=mlm_labels, feats=shown, boxes=boxes[img],
                 rmask=region_mask[img], selected=reg.selected, orig=reg.original, probs=det_probs[img],
                 is_matched=match.is_matched)
 
@@ -351,16 +391,32 @@ first = {k: float(np.mean(hist.train[k][:10])) for k in tasks}  # the untrained 
 last = {k: hist.smoothed(k, 20)[-1] for k in tasks}
 for k in tasks:
     print(f"{k:15s} first 10 steps {first[k]:.3f} -> last 20 steps {last[k]:.3f}  ({last[k] / first[k]:.2f}x)")
-for k in ("mlm", "region_kl"):
-    assert last[k] < 0.7 * first[k], f"{k} only fell to {last[k] / first[k]:.2f}x of its start; the text assumes about 220 steps"
-# the features carry Gaussian noise no model can predict, so this loss has a floor: a smaller drop
-assert last["feat_smooth_l1"] < 0.8 * first["feat_smooth_l1"], f"feature regression only fell to {last['feat_smooth_l1'] / first['feat_smooth_l1']:.2f}x"
+assert last["mlm"] < 0.7 * first["mlm"], f"MLM only fell to {last['mlm'] / first['mlm']:.2f}x of its start"
+
+# What "predict the average region" scores: the detector distribution of every real region against
+# their mean (the class prior), and every real region's feature against the mean feature.
+real = region_mask.bool().clone()
+real[:, 0] = False  # (I, N) the real regions, not the global token
+p_real = det_probs[real]  # (R, C)
+prior_kl = float((p_real * (p_real.log() - p_real.mean(0).log())).sum(-1).mean())
+mean_feat_loss = float(nn.functional.smooth_l1_loss(feats[real].mean(0).expand_as(feats[real]), feats[real],
+                                                    reduction="none").mean())
+print(f"predicting the average region: region KL {prior_kl:.3f} (class prior), feature smooth-L1 {mean_feat_loss:.3f}")
+assert last["region_kl"] < prior_kl + 0.05, "the region head should have learnt at least the class prior"
+assert last["feat_smooth_l1"] < 1.15 * mean_feat_loss, "the feature head should have learnt at least the mean feature"
+if (CFG["steps"], CFG["hidden"], CFG["seed"]) == (220, 64, 0):  # the text below describes the default run
+    assert last["region_kl"] > prior_kl - 0.25 and last["feat_smooth_l1"] > 0.75 * mean_feat_loss, \
+        "the region heads went far past the average region; the text assumes the default CFG"
 
 # %% [markdown]
-# Three losses fall quickly: the MLM head first learns which words are frequent and then uses the
-# rest of the caption; the region heads learn the class prior, the size from the (unmasked) box, and
-# whatever the caption says about the hidden object. The feature regression cannot go below the noise
-# of the features.
+# MLM falls quickly: the head first learns which words are frequent and then uses the rest of the
+# caption. The two region losses fall only to about what predicting the *average* region scores (the
+# numbers printed above): the hidden region's feature is gone from the input, and gone from the global
+# token too, because that token is built after masking. To name a hidden object the model must read
+# it from the caption ("... and a large orange triangle") and work out which of the caption's objects is
+# the one missing among the visible regions: words bound to regions, which a short run has not learnt.
+# (Built before masking, the global token would have let the model subtract its way to the hidden
+# feature, and both region losses would have fallen fast for the wrong reason.)
 #
 # The matching loss does **not** move in this short run. Matching needs the model to bind a word
 # ("orange") to the region that has that colour; until it has, the best it can say is "50 %". We
@@ -521,21 +577,26 @@ assert trained_whole[0] > 0.75 and 0.55 < trained_whole[None] < trained_whole[0]
 # %% [markdown]
 # ## Past the plateau: matching in a model pretrained for longer
 #
-# The course ships ViLBERT pretrained on these scenes for 2,000 steps of batch 128 with its three
-# tasks (notebook 12 builds it; `python -m vlp_course.models.scene_checkpoints --model vilbert`
-# reproduces it in about fifteen minutes on two cores). Its recorded training curve shows the
-# matching loss leaving ln 2 once the words have been grounded; we measure the loss and the accuracy
-# of its matching head on captions of held-out images. (ViLBERT scores matching from the product of
-# the pooled text and pooled image vectors, a similarity between the two summaries.)
+# The course ships a small ViLBERT pretrained on these scenes, much longer than this notebook can
+# afford, with its three tasks (notebook 12 builds it; `python -m vlp_course.recipes.shipped --model vilbert`
+# reproduces it; its steps, batch and training time are printed below from the file's metadata). Its
+# recorded training curve shows the matching loss leaving ln 2 once the words have been grounded; we
+# measure the loss and the accuracy of its matching head on captions of held-out images. (ViLBERT
+# scores matching from the product of the pooled text and pooled image vectors, a similarity between
+# the two summaries.)
 
 # %%
 import json
 
-from vlp_course.models.scene_checkpoints import evaluate_pretraining, load_scene_checkpoint
+from vlp_course.recipes.run import evaluate_pretraining
+from vlp_course.recipes.shipped import load_scene_checkpoint
 
-vil, vil_sm, vil_meta = load_scene_checkpoint("vilbert")
+vil, vil_adapter, vil_meta = load_scene_checkpoint("vilbert")
+vil_recipe = json.loads(vil_meta["recipe"])
+print(f"shipped ViLBERT: {vil_recipe['steps']} steps of batch {vil_recipe['batch']}, "
+      f"{vil_meta.get('train_seconds', '?')} s of training when it was made")
 curves = json.loads(vil_meta["history"])
-held_out = evaluate_pretraining(vil.to(device), vil_sm)
+held_out = evaluate_pretraining(vil.to(device), vil_adapter)
 plt.figure(figsize=(5, 2.6))
 plt.plot(curves["step"], curves["itm"], label="matching loss")
 plt.plot(curves["step"], curves["itm_acc"], label="matching accuracy")
@@ -543,9 +604,14 @@ plt.axhline(math.log(2), color="grey", ls=":", label="ln 2 (loss at chance)")
 plt.axhline(0.5, color="lightgrey", ls="--", label="0.5 (accuracy at chance)")
 plt.xlabel("pretraining step"); plt.title("ViLBERT pretrained on the scenes (recorded)", fontsize=9); plt.legend(fontsize=7)
 plt.show()
-print(f"held-out pairs: matching loss {held_out['itm']:.3f} (ln 2 = {math.log(2):.3f}), accuracy {held_out['itm_acc']:.3f}")
-assert curves["itm"][-1] < math.log(2) - 0.15, "the recorded matching loss should have left the plateau"
-assert held_out["itm"] < math.log(2) - 0.1 and held_out["itm_acc"] > 0.65
+n_pairs = 8 * 128  # evaluate_pretraining's default: 8 batches of 128 held-out pairs
+chance_sd = math.sqrt(0.25 / n_pairs)  # standard deviation of the accuracy of a coin flip on n_pairs
+print(f"recorded matching loss at the end of pretraining {curves['itm'][-1]:.3f}; held-out pairs: matching loss "
+      f"{held_out['itm']:.3f} (ln 2 = {math.log(2):.3f}), accuracy {held_out['itm_acc']:.3f} "
+      f"(chance 0.5 ± {chance_sd:.3f})")
+assert curves["itm"][-1] < math.log(2) - 0.1, "the recorded matching loss should have left the plateau"
+assert held_out["itm"] < math.log(2) - 0.05, f"held-out matching loss {held_out['itm']:.3f} is still at chance"
+assert held_out["itm_acc"] > 0.5 + 6 * chance_sd, f"held-out matching accuracy {held_out['itm_acc']:.3f} is chance"
 
 # %% [markdown]
 # ## Exercise 1: LXMERT's 80/10/10 region masking
@@ -616,7 +682,8 @@ check_negative_sampler(negative_sampler)
 # 2. LXMERT's object loss counts *every* box, weighted by the detector's confidence, not only the
 #    masked ones. What does the model learn from the unmasked boxes, and why might that be a useful
 #    regulariser (airsplay/lxmert#19)?
-# 3. The whole-image token is the mean of the region features. If a masked region's feature were
-#    still included in that mean, what would leak? How do ViLBERT's and VL-BERT's loaders avoid it?
+# 3. ViLBERT's loaders divide the sum of the masked region features by the number of regions left
+#    unmasked; this notebook divides by the number of real regions. What does each choice tell the
+#    model about the masking, and could a model exploit it?
 # 4. Random negatives are easy: most swapped captions mention a colour or shape absent from the image.
 #    How would hard negatives (`ds.negatives`: one changed word) change what the matching head must learn?
