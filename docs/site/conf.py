@@ -10,7 +10,7 @@ images from elsewhere (``tools/course_site.py check`` fails on any).
 project = "vlp-course"
 author = "the vlp-course authors"
 copyright = "the vlp-course authors, MIT licence"
-html_title = "Vision-language pretraining, from one-hot vectors to ViLBERT"
+html_title = "vlp-course"
 
 extensions = ["myst_nb"]
 root_doc = "index"
