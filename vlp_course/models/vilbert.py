@@ -813,6 +813,10 @@ def prepare_regions(features: Tensor, boxes: Tensor, width: float, height: float
                     region_mask: Tensor | None = None) -> dict[str, Tensor]:
     """What ViLBERT's loaders feed the model: the global token prepended to the regions.
 
+    For pretraining, pass the features *after* region masking: the original loaders
+    (``concept_cap_dataset.py``) mask first (``random_region``) and average afterwards
+    (``g_image_feat``); the mean of the unmasked features would give every masked feature back.
+
     Args:
         features: (B, N, F) region features. boxes: (B, N, 4) pixel xyxy boxes inside the W x H image.
         region_mask: (B, N) 1 = real region.
