@@ -85,7 +85,8 @@ def graded(tmp_path_factory):
         nb = copy.deepcopy(released)
         _set_solution(nb, 0, "    return 2 * x")
         _set_solution(nb, 1, "    return x * x")
-        _cell(nb, "99_tiny-manual-1").source = "Because a wrong function can be right on one input."
+        answer = _cell(nb, "99_tiny-manual-1")
+        answer.source = answer.source.replace("YOUR ANSWER HERE", "Because a wrong function can be right on one input.")
         edit(nb)
         folder = tmp / "subs" / student if student else tmp / "subs"
         folder.mkdir(parents=True, exist_ok=True)
