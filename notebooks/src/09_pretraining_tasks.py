@@ -171,20 +171,27 @@ for name in SCHEMES:
 # %% [markdown]
 # ### Explorer
 #
-# Pick a scheme, a masking probability and a seed: the panel shows, for a few scenes, which regions
-# are zeroed (Z), replaced (R) or kept-but-predicted (K), and which caption tokens are masked. In a
-# viewer that cannot run widgets (a static page, CI), the same table is printed for the defaults.
+# Pick a scheme, a masking probability and a seed: the table shows, for a few scenes, which regions
+# are zeroed (Z), replaced (R) or kept-but-predicted (K), and which caption tokens are masked
+# (`<word>`: the model must predict it). Regions and words draw from two separate generators, so
+# changing only the region scheme leaves the word masks as they are. In a viewer that cannot run
+# widgets (a static page, CI) the table is printed for the defaults; in a live notebook the controls
+# below it redraw it in place.
 
 # %%
+from vlp_course.viz import explore
+
 ACTION_NAMES = {0: ".", ZERO: "Z", REPLACE: "R", KEEP: "K"}
 
 
-def show_masking(scheme: str = "lxmert", prob: float = 0.15, seed: int = 0, n: int = 4) -> None:
-    g = torch.Generator().manual_seed(seed)
+def show_masking(scheme: str = "lxmert", prob: float = 0.15, seed: int = 0, n: int = 4) -> str:
+    g_regions = torch.Generator().manual_seed(seed)
+    g_words = torch.Generator().manual_seed(10_000 + seed)  # its own stream: independent of the scheme
     out = mask_regions(feats[:n], scheme=scheme, prob=prob, region_mask=region_mask[:n], num_global=1,
-                       targets=det_labels[:n], generator=g)
+                       targets=det_labels[:n], generator=g_regions)
     mids, labels = mask_tokens(caption_ids[:n, 0], len(vocab), MASK_ID, special_token_ids=[PAD_ID, CLS_ID, SEP_ID],
-                               mlm_probability=prob, generator=g)
+                               mlm_probability=prob, generator=g_words)
+    lines = []
     for i in range(n):
         regs = []
         for j in range(1, int(region_mask[i].sum())):
@@ -192,19 +199,16 @@ def show_masking(scheme: str = "lxmert", prob: float = 0.15, seed: int = 0, n: i
             regs.append(f"{sh}[{ACTION_NAMES[int(out.actions[i, j])]}]")
         text = " ".join(t if l == IGNORE_INDEX else f"<{t}>" for t, l in
                         zip(vocab.decode(mids[i].tolist()), labels[i].tolist()) if t != PAD)
-        print(f"scene {i}: regions {', '.join(regs)}\n          text    {text}")
-    print(f"scheme {scheme}, p = {prob}: {int(out.selected.sum())} regions and {int((labels != IGNORE_INDEX).sum())} tokens to predict")
+        lines.append(f"scene {i}: regions {', '.join(regs)}\n         text    {text}")
+    lines.append(f"scheme {scheme}, p = {prob}: {int(out.selected.sum())} regions and "
+                 f"{int((labels != IGNORE_INDEX).sum())} tokens to predict")
+    return "\n".join(lines)
 
 
-show_masking()  # the plain-output version, always printed
-try:
-    import ipywidgets as widgets
-
-    widgets.interact(show_masking, scheme=widgets.Dropdown(options=list(SCHEMES), value="lxmert"),
-                     prob=widgets.FloatSlider(value=0.15, min=0.0, max=1.0, step=0.05),
-                     seed=widgets.IntSlider(value=0, min=0, max=20), n=widgets.fixed(4))
-except ImportError:
-    print("(ipywidgets is not installed: the explorer is the printed table above; call show_masking(...) yourself)")
+# the word masks depend on the seed and p only, never on the region scheme
+word_rows = {name: [r for r in show_masking(name).splitlines() if r.lstrip().startswith("text")] for name in SCHEMES}
+assert all(rows == word_rows["lxmert"] for rows in word_rows.values()), word_rows
+explore(show_masking, scheme=("lxmert", list(SCHEMES)), prob=(0.15, 0.0, 1.0, 0.05), seed=(0, 0, 20), n=4);
 
 # %% [markdown]
 # ### The global token is built after masking
