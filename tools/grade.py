@@ -249,7 +249,8 @@ def prepare(sub, instr):
         if dups:
             notes.append(f"{gid}: check cell duplicated {len(dups)} time(s); runs once")
             drop.update(dups)
-        tampered = _norm(cells[first].source) != want
+        # The released code, or the instructor's own (a solved copy handed in), is not tampering.
+        tampered = _norm(cells[first].source) not in {want, _norm(instr.cells[j].source)}
         if tampered:
             notes.append(f"{gid}: check cell edited by the student (tampered); graded with the course's code")
         cells[first] = restored

@@ -175,3 +175,12 @@ def test_feedback_html_per_student_hides_hidden_tests(graded):
         manual = list(csv.DictReader(fh))
     assert len(manual) == 6
     assert all("Rubric" in r["rubric"] and "right on one input" in r["answer"] for r in manual)
+
+
+def test_a_solved_copy_handed_in_is_not_tampering(tmp_path):
+    """The instructor copy (hidden tests in its check cells) graded as a submission: nothing flagged."""
+    (tmp_path / "99_tiny.py").write_text(TINY)
+    instr = nbtool.build_notebook(tmp_path / "99_tiny.py")
+    nb, checks, notes = grade.prepare(copy.deepcopy(instr), instr)
+    assert notes == [] and {gid: c[1] for gid, c in checks.items()} == {"99_tiny-check-1": False, "99_tiny-check-2": False}
+    assert "double(-1)" in nb.cells[checks["99_tiny-check-1"][0]].source  # restored with the hidden test
