@@ -221,35 +221,81 @@ assert held_out["itm"] < np.log(2) - 0.02 and held_out["itm_acc"] > 0.54
 # %% [markdown]
 # ## Where does a word look?
 #
-# With `output_attentions=True` the model returns one (B, heads, T+V, T+V) tensor per layer. Below,
-# the attention of a colour word of a caption to each region (last layer, averaged over heads) in the
-# pretrained checkpoint, drawn on a held-out image: the brighter a box's outline, the more that word
-# attends to the region.
+# With `output_attentions=True` the model returns one (B, heads, T+V, T+V) tensor per layer: row *i*
+# of a head is a probability distribution saying how much of each position's value vector is mixed
+# into position *i*'s next state. We feed the pretrained checkpoint a held-out image with its first
+# caption and read, for every word, the weights it puts on the image's regions.
+#
+# **How to read the figure.** Left: the image, each region's box outlined in the colour of the
+# selected word's attention to it (colour bar on the right: the brighter, the more). Right: every token of the
+# caption (rows) against every region (columns), same colour scale; the selected word's row is
+# framed, and each row's label gives the share of its attention that stays on the *words* (the rest,
+# spread over the columns, goes to the regions). The default is the colour word of the first object,
+# in the last layer, averaged over the heads.
+#
+# **What to look for, and what not to conclude.** Words keep most of their attention on other words,
+# and what they send to the regions is spread almost evenly: "yellow" does *not* single out the yellow
+# object; in this checkpoint its weight on that region is no higher than on the others (the printed
+# line below measures it). This is what the matching curve above says in another way: after 2,000
+# steps the model has barely begun to bind a word to *its* region. Switch the word, the layer and the
+# head in a live notebook: single heads are sharper than the average, and some words lean towards
+# their object in some heads ("orange" in layer 2, head 1), but no head grounds all the colour words.
+# The one token that sends most of its attention to the regions is `[CLS]`, whose state the matching
+# head reads. And even a sharp weight is
+# not an explanation: it says what is mixed in, not what the prediction depends on (Jain & Wallace,
+# 2019, "Attention is not Explanation"; Serrano & Smith, 2019, "Is Attention Interpretable?"). The
+# VisualBERT paper (§5, its analysis of attention weights on Flickr30K entities) finds words grounded
+# to their regions in some heads of the fully pretrained COCO model, most clearly in the later layers.
 
 # %%
+from vlp_course.viz import explore
+
 img_id = next(i for i in range(st.n_train, len(st.ds)) if len(st.ds.scenes[i].objects) >= 3)
 sc = st.ds.scenes[img_id]
-word = sc.objects[0].color
-text = f"a {word} {sc.objects[0].shape}"
-ids = torch.tensor([[st.ids["[CLS]"]] + st.vocab.encode(tokenize(text)) + [st.ids["[SEP]"]]])
-b = {"image": torch.tensor([img_id])}
-v, rmask = sm.regions(b)
+caption = st.ds.captions[img_id][0]
+tokens = ["[CLS]"] + tokenize(caption) + ["[SEP]"]
+ids = torch.tensor([[st.ids["[CLS]"]] + st.vocab.encode(tokenize(caption)) + [st.ids["[SEP]"]]])
+v, rmask = sm.regions({"image": torch.tensor([img_id])})
 with torch.no_grad():
     out = pre.to("cpu").visual_bert(ids, v, torch.ones_like(ids), rmask, output_attentions=True)
-T = ids.shape[1]
-att = out.attentions[-1][0].mean(0)  # (T+V, T+V), averaged over heads
-w = att[tokenize(text).index(word) + 1, T:T + len(sc.objects)]  # word -> regions
-fig, (a0, a1) = plt.subplots(1, 2, figsize=(7, 3.2))
-a0.imshow(sc.image)
-for k, o in enumerate(sc.objects):
-    x1, y1, x2, y2 = sc.boxes()[k]
-    a0.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, lw=3, color=plt.cm.viridis(float(w[k] / w.max()))))
-    a0.text(x1, y1 - 1, str(k + 1), color="white", fontsize=8)
-a0.set_title(f'attention of "{word}" in "{text}"', fontsize=9); a0.axis("off")
-a1.bar([f"{k + 1}: {o.color} {o.shape}" for k, o in enumerate(sc.objects)], w.numpy(), color="tab:orange")
-a1.tick_params(axis="x", rotation=45, labelsize=7); a1.set_ylabel("attention weight")
-plt.tight_layout(); plt.show()
-assert abs(float(att.sum(-1).mean()) - 1.0) < 1e-4  # each row of attention weights is a distribution
+T, n_obj = ids.shape[1], len(sc.objects)
+ATT = torch.stack(out.attentions)[:, 0]  # (layers, heads, T+V, T+V), computed once; the explorer only reads it
+assert torch.allclose(ATT.sum(-1), torch.ones(())), "each row of attention weights is a distribution"
+
+
+def show_word_attention(word: str = sc.objects[0].color, layer: int = config.num_hidden_layers, head="mean"):
+    a = ATT[layer - 1].mean(0) if head == "mean" else ATT[layer - 1, int(head) - 1]  # (T+V, T+V)
+    to_regions = a[:T, T:T + n_obj]  # (T, objects): every token's weight on every region
+    to_text = a[:T, :T].sum(-1)  # (T,): the share that stays on the words
+    row = tokens.index(word)
+    norm = plt.Normalize(0, float(to_regions.max()))
+    fig, (a0, a1) = plt.subplots(1, 2, figsize=(9, 4.6), gridspec_kw=dict(width_ratios=[1, 1.1]))
+    a0.imshow(sc.image)
+    for k, o in enumerate(sc.objects):
+        x1, y1, x2, y2 = sc.boxes()[k]
+        a0.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, lw=3, color=plt.cm.viridis(norm(float(to_regions[row, k])))))
+        a0.text(x1 + 1, y1 + 4, str(k + 1), color="white", fontsize=9, fontweight="bold")
+    a0.set_title(f'"{word}" → regions (layer {layer}, head {head})\n{float(to_text[row]):.0%} of its attention stays on the words', fontsize=9)
+    a0.axis("off")
+    im = a1.imshow(to_regions.numpy(), cmap="viridis", norm=norm, aspect="auto")
+    a1.set_xticks(range(n_obj), [f"{k + 1}: {o.color}\n{o.shape}" for k, o in enumerate(sc.objects)], fontsize=7)
+    a1.set_yticks(range(T), [f"{t}  ({float(s):.0%} words)" for t, s in zip(tokens, to_text)], fontsize=7)
+    a1.add_patch(plt.Rectangle((-0.5, row - 0.5), n_obj, 1, fill=False, lw=2, color="red"))
+    a1.set_xlabel("region"); a1.set_title("every token's attention to each region", fontsize=9)
+    fig.colorbar(im, ax=a1, label="attention weight (a row sums to 1 over words + regions)")
+    fig.tight_layout()
+    return fig
+
+
+last = ATT[-1].mean(0)[tokens.index(sc.objects[0].color), T:T + n_obj]
+print(f'last layer, heads averaged: "{sc.objects[0].color}" -> regions {[round(float(x), 3) for x in last]}; '
+      f"its own object (region 1) ranks {int((last > last[0]).sum()) + 1} of {n_obj}")
+colour_rows = [tokens.index(o.color) for o in sc.objects if o.color in tokens]
+text_share = float(ATT[-1].mean(0)[colour_rows, :T].sum(-1).mean())
+print(f"share of the colour words' attention that stays on the words (last layer, heads averaged): {text_share:.2f}")
+assert text_share > 0.5, "the colour words attend mostly to words"
+explore(show_word_attention, word=(sc.objects[0].color, list(dict.fromkeys(tokens))),
+        layer=(config.num_hidden_layers, 1, config.num_hidden_layers), head=("mean", ["mean"] + list(range(1, config.num_attention_heads + 1))));
 
 # %% [markdown]
 # ## VQA: read the answer from the [MASK] token
