@@ -272,6 +272,19 @@ for k in ("mlm", "itm", "qa"):
 # `output_attentions=True` returns, per cross-modality layer, the language→vision weights
 # (B, heads, T, N). Below: the attention of a colour word to each object (last cross layer, averaged
 # over heads) in the pretrained checkpoint, drawn on a held-out image.
+#
+# **How to read it.** In LXMERT's cross-attention a word's query meets only the *objects'* keys, so
+# each row is a distribution over the N objects alone (unlike VisualBERT's, where words and regions
+# share one softmax): a word that ignored the image would still spread weight 1/N over the objects.
+# Left, each box is outlined in the colour of the word's weight on it (colour bar: 0 to the largest
+# weight); right, the same weights as bars, with the uniform 1/N as a dotted line.
+#
+# **What to look for.** A word grounded in the image would put most of its weight on *its* object.
+# Here the weights stay close to 1/N and the colour word's own object is not the favourite (the
+# printed line measures it): after 2,000 steps this checkpoint has not bound colour words to objects,
+# which is also why its matching accuracy is still at chance. Attention is what is mixed into the
+# word's next state, not evidence of what the model "looks at" for an answer (Jain & Wallace, 2019,
+# "Attention is not Explanation").
 
 # %%
 img_id = next(i for i in range(st.n_train, len(st.ds)) if len(st.ds.scenes[i].objects) >= 3)
@@ -284,16 +297,22 @@ with torch.no_grad():
     out = pre.to("cpu").lxmert(ids, f, bx / st.image_size, torch.ones_like(ids), rm, output_attentions=True)
 att = out.cross_attentions[-1][0].mean(0)  # (T, N)
 w = att[tokenize(text).index(word) + 1, :len(sc.objects)]
-fig, (a0, a1) = plt.subplots(1, 2, figsize=(7, 3.2))
+norm = plt.Normalize(0, float(w.max()))
+fig, (a0, a1) = plt.subplots(1, 2, figsize=(8, 3.4))
 a0.imshow(sc.image)
 for k, o in enumerate(sc.objects):
     x1, y1, x2, y2 = sc.boxes()[k]
-    a0.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, lw=3, color=plt.cm.viridis(float(w[k] / w.max()))))
-    a0.text(x1, y1 - 1, str(k + 1), color="white", fontsize=8)
+    a0.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, lw=3, color=plt.cm.viridis(norm(float(w[k])))))
+    a0.text(x1 + 1, y1 + 4, str(k + 1), color="white", fontsize=9, fontweight="bold")
 a0.set_title(f'cross-attention of "{word}" in "{text}"', fontsize=9); a0.axis("off")
-a1.bar([f"{k + 1}: {o.color} {o.shape}" for k, o in enumerate(sc.objects)], w.numpy(), color="tab:orange")
-a1.tick_params(axis="x", rotation=45, labelsize=7); a1.set_ylabel("attention weight")
+fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=a0, label="attention weight", shrink=0.8)
+a1.bar([f"{k + 1}: {o.color}\n{o.shape}" for k, o in enumerate(sc.objects)], w.numpy(), color="tab:orange")
+a1.axhline(1 / len(sc.objects), color="grey", ls=":", label="uniform, 1/N")
+a1.tick_params(axis="x", labelsize=7); a1.set_ylabel("attention weight (row sums to 1)"); a1.set_xlabel("object")
+a1.legend(fontsize=7)
 plt.tight_layout(); plt.show()
+print(f'"{word}" -> objects {[round(float(x), 2) for x in w]} (uniform {1 / len(sc.objects):.2f}); '
+      f"its own object (1) ranks {int((w > w[0]).sum()) + 1} of {len(sc.objects)}")
 assert torch.allclose(att.sum(-1), torch.ones(att.shape[0]), atol=1e-4)  # padding objects get no weight
 
 # %% [markdown]
