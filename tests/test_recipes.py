@@ -1,6 +1,7 @@
 """The scenes as model inputs (vl_tensors), the recipes layer's four adapters, its loops and the shipped checkpoints."""
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -209,6 +210,10 @@ def test_shipped_checkpoint_is_small_checked_and_loads(kind):
     assert sm.recipe.kind == kind and sm.st.vocab.itos[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     curves = __import__("json").loads(meta["history"])
     assert curves["mlm"][-1] < 0.6 * curves["mlm"][0]  # the recorded MLM loss fell during pretraining
+    # the file was trained with today's recipe: every task of the model, and the shipped recipe's steps
+    final = __import__("json").loads(meta["final_losses"])
+    assert set(final) - {"loss", "itm_acc"} == PRETRAINING_TASKS[kind]
+    assert sm.recipe == replace(sc.default_recipe(kind), n_images=sm.recipe.n_images)
 
 
 def test_checkpoint_with_a_wrong_checksum_is_refused(monkeypatch):
