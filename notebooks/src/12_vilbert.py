@@ -255,7 +255,18 @@ assert held_out["mlm"] < scratch["mlm"] and held_out["mrm"] < scratch["mrm"]
 #
 # `output_attentions=True` returns, for every Co-TRM, the regions→words weights (B, H, N, T) and
 # the words→regions weights (B, H, T, N). Below: the last Co-TRM of the pretrained checkpoint, averaged over
-# heads, for a caption of a held-out image. Row 0 of the regions is the global image token.
+# heads, for a caption of a held-out image. Region 0 is the global image token.
+#
+# **How to read it.** Each row of a map is one softmax: top right, a word's attention over the
+# regions (a row sums to 1 over the N regions, so a word that ignored the image would give each
+# 1/N); bottom, a region's attention over the words. Each map has its own colour bar.
+#
+# **What to look for.** In this checkpoint most words spread their attention nearly evenly over the
+# regions; the rows that stand out are function words ("a", "dark", `[CLS]`) leaning on one region,
+# not colour or shape words on their own object. In the other direction the regions, the global
+# token most of all, attend to the shape nouns ("cross", "triangle") — but not to *their own* noun
+# (the printed lines below measure it). The model has learned which words carry the image's content,
+# not yet which region each word names; attention weights show what is mixed in, not a grounding.
 
 # %%
 i = st.n_train
@@ -271,19 +282,32 @@ n_words = int(st.cap_mask[row].sum())
 words = st.vocab.decode(ids[0, :n_words].tolist())
 n_reg = int(r["image_attention_mask"][0].sum())
 reg_names = ["global"] + [o.describe() for o in st.ds.scenes[i].objects][: n_reg - 1]
-fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
-axes[0].imshow(st.ds.scenes[i].image)
-axes[0].set_title(cap, fontsize=8)
-axes[1].imshow(t2v[:n_words, :n_reg].numpy(), cmap="viridis")
-axes[1].set_yticks(range(n_words), words, fontsize=7)
-axes[1].set_xticks(range(n_reg), reg_names, rotation=60, fontsize=7)
-axes[1].set_title("words → regions")
-axes[2].imshow(v2t[:n_reg, :n_words].numpy(), cmap="viridis")
-axes[2].set_xticks(range(n_words), words, rotation=60, fontsize=7)
-axes[2].set_yticks(range(n_reg), reg_names, fontsize=7)
-axes[2].set_title("regions → words")
+reg_names = [f"{k}: {name}" for k, name in enumerate(reg_names)]
+fig = plt.figure(figsize=(11, 8.5))
+grid = fig.add_gridspec(2, 2, width_ratios=[1, 1.3], height_ratios=[1.5, 1])
+a_img, a_t2v, a_v2t = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, :])
+a_img.imshow(st.ds.scenes[i].image)
+for k, (x1, y1, x2, y2) in enumerate(st.ds.scenes[i].boxes()[: n_reg - 1]):
+    a_img.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, lw=1.5, color="white"))
+    a_img.text(x1 + 1, y1 + 4, str(k + 1), color="white", fontsize=9, fontweight="bold")
+a_img.set_title(cap, fontsize=8, wrap=True); a_img.axis("off")
+im = a_t2v.imshow(t2v[:n_words, :n_reg].numpy(), cmap="viridis", vmin=0, aspect="auto")
+a_t2v.set_yticks(range(n_words), words, fontsize=8)
+a_t2v.set_xticks(range(n_reg), reg_names, rotation=30, ha="right", fontsize=8)
+a_t2v.set_title("words → regions (each row sums to 1)", fontsize=10)
+fig.colorbar(im, ax=a_t2v, label="attention weight")
+im = a_v2t.imshow(v2t[:n_reg, :n_words].numpy(), cmap="viridis", vmin=0, aspect="auto")
+a_v2t.set_xticks(range(n_words), words, rotation=45, ha="right", fontsize=8)
+a_v2t.set_yticks(range(n_reg), reg_names, fontsize=8)
+a_v2t.set_title("regions → words (each row sums to 1)", fontsize=10)
+fig.colorbar(im, ax=a_v2t, label="attention weight", pad=0.01)
+fig.suptitle(f"ViLBERT co-attention: last Co-TRM, {pre.config.bi_num_attention_heads} heads averaged", fontsize=11)
 plt.tight_layout()
 plt.show()
+for k in range(n_reg):
+    top = int(v2t[k, :n_words].argmax())
+    print(f"region {reg_names[k]:24s} attends most to {words[top]!r} ({float(v2t[k, top]):.2f})")
+print("largest word -> region weight:", round(float(t2v[:n_words, :n_reg].max()), 2), f"(uniform 1/N = {1 / n_reg:.2f})")
 assert torch.allclose(t2v[:n_words, :n_reg].sum(1), torch.ones(n_words), atol=1e-4)  # padded regions get no weight
 
 # %% [markdown]
