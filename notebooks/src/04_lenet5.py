@@ -229,6 +229,7 @@ for ax, proj, title, sil in [(axes[0], proj_pix, "raw pixels (1,024 values)", si
         ax.text(cx, cy, str(d), fontsize=12, weight="bold")
     ax.set_title(f"{title}\nsilhouette {sil:.2f}", fontsize=9)
     ax.set_xticks([]), ax.set_yticks([])
+    ax.set_xlabel("principal component 1", fontsize=8), ax.set_ylabel("principal component 2", fontsize=8)
 plt.suptitle("2-D PCA of the test digits, coloured by digit", fontsize=9)
 plt.show()
 print(f"silhouette in 2-D: pixels {sil_pix:.2f}, LeNet vectors {sil_vec:.2f}")

@@ -385,10 +385,12 @@ hist = train(model, make_batch, step_fn, TrainConfig(steps=CFG["steps"], lr=CFG[
 tasks = ["mlm", "region_kl", "feat_smooth_l1", "itm"]
 fig, axes = plt.subplots(1, 4, figsize=(11, 2.6))
 for ax, k in zip(axes, tasks):
-    ax.plot(hist.steps, hist.train[k], alpha=0.3)
-    ax.plot(hist.steps, hist.smoothed(k, 20))
+    ax.plot(hist.steps, hist.train[k], alpha=0.3, label="each step")
+    ax.plot(hist.steps, hist.smoothed(k, 20), label="running mean (20)")
     ax.set_title(k, fontsize=9)
     ax.set_xlabel("step")
+    ax.set_ylabel(f"{k} loss (training)", fontsize=8)
+axes[0].legend(fontsize=7)
 plt.tight_layout()
 plt.show()
 first = {k: float(np.mean(hist.train[k][:10])) for k in tasks}  # the untrained model

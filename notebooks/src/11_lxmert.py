@@ -232,6 +232,7 @@ tasks = ["mlm", "itm", "obj", "attr", "feat", "qa"]
 fig, axes = plt.subplots(1, 6, figsize=(13, 2.4))
 for ax, k in zip(axes, tasks):
     ax.plot(hist.steps, hist.smoothed(k, 10)); ax.set_title(k, fontsize=9); ax.set_xlabel("step")
+    ax.set_ylabel("loss (running mean of 10)", fontsize=8)
 plt.tight_layout(); plt.show()
 first = {k: float(np.mean(hist.train[k][:10])) for k in tasks}
 last = {k: float(np.mean(hist.train[k][-10:])) for k in tasks}
@@ -258,6 +259,7 @@ curves = json.loads(meta["history"])
 fig, axes = plt.subplots(1, 6, figsize=(13, 2.4))
 for ax, k in zip(axes, tasks):
     ax.plot(curves["step"], curves[k]); ax.set_title(k + " (training)", fontsize=9); ax.set_xlabel("step")
+    ax.set_ylabel("loss (mean of 50 steps)", fontsize=8)
 plt.tight_layout(); plt.show()
 held_out = evaluate_pretraining(pre.to(device), ad)
 scratch = evaluate_pretraining(model, ad)

@@ -241,8 +241,9 @@ assert sm_ckpt.st.vocab.itos == st.vocab.itos, "the checkpoint's vocabulary is t
 curves = json.loads(meta["history"])
 fig, axes = plt.subplots(1, 3, figsize=(10, 2.6))
 for ax, k in zip(axes, ["mlm", "mrm", "itm"]):
-    ax.plot(curves["step"], curves[k]); ax.set_title(k + " (training)", fontsize=9); ax.set_xlabel("step")
-axes[2].axhline(np.log(2), color="grey", ls=":")
+    ax.plot(curves["step"], curves[k], label="loss"); ax.set_title(k + " (training)", fontsize=9); ax.set_xlabel("step")
+    ax.set_ylabel("loss (mean of 50 steps)", fontsize=8)
+axes[2].axhline(np.log(2), color="grey", ls=":", label="chance, ln 2"); axes[2].legend(fontsize=7)
 plt.tight_layout(); plt.show()
 held_out = run.evaluate_pretraining(pre.to(device), sm)
 scratch = run.evaluate_pretraining(model, sm)
