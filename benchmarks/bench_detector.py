@@ -2,7 +2,7 @@
 
     python benchmarks/bench_detector.py [--n 512] [--device cpu]
 
-The shipped detector (``vlp_course.data.detector.load_detector``, data/scene_detector.safetensors)
+The shipped detector (``vlp_course.data.detector.load_detector``, vlp_course/shipped/scene_detector.safetensors)
 runs on 64 x 64 synthetic scenes (``vlp_course.data.make_scenes``) with their ground-truth boxes
 plus the whole-image box: backbone, RoIAlign, box head, class and attribute heads. Two ways:
 ``extract_regions`` one image per call (what a notebook does for a single picture) and

@@ -21,7 +21,7 @@ from vlp_course.data.scenes import COLORS, SHAPES, make_scenes
 
 @pytest.fixture(scope="module")
 def trained():
-    """The shipped checkpoint (data/scene_detector.safetensors, SHA-256 checked)."""
+    """The shipped checkpoint (vlp_course/shipped/scene_detector.safetensors, SHA-256 checked)."""
     return load_detector(), None
 
 

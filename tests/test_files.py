@@ -35,4 +35,4 @@ def test_every_shipped_file_matches_its_recorded_sha256():
     names = [line.split()[1] for line in sums if line.strip()]
     assert len(names) == 5
     for name in names:
-        files.check_shipped(files.shipped_dir() / name, "git checkout data/")
+        files.check_shipped(files.shipped_dir() / name, "git checkout vlp_course/shipped/")

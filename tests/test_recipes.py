@@ -2,7 +2,6 @@
 
 import math
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import torch
@@ -17,7 +16,7 @@ from vlp_course.recipes.base import KINDS, Recipe
 from vlp_course.recipes.run import transfer_pretrained
 from vlp_course.recipes.shipped import adapter
 
-DATA = Path(__file__).resolve().parents[1] / "data"
+DATA = files.shipped_dir()  # vlp_course/shipped/
 
 
 @pytest.fixture(scope="module")
@@ -223,7 +222,7 @@ def test_checkpoint_with_a_wrong_checksum_is_refused(monkeypatch):
 
 
 def test_without_the_data_folder_the_checkpoint_is_pretrained_once_and_cached(tmp_path, monkeypatch):
-    """Installed without data/ (pip on Colab): load_scene_checkpoint trains the recipe, caches it, reuses it."""
+    """Installed without vlp_course/shipped/ (a broken install): load_scene_checkpoint trains the recipe, caches it, reuses it."""
     from dataclasses import replace
 
     monkeypatch.setattr(files, "shipped_dir", lambda: tmp_path / "no-data")

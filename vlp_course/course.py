@@ -8,7 +8,7 @@ Environment variables
 ---------------------
 ``VLP_COURSE_OFFLINE=1``
     The course's own offline flag: loaders never try a model or data hub, they use what the
-    installed packages and ``data/`` ship (CI sets it, together with ``HF_HUB_OFFLINE=1``).
+    installed packages (with ``vlp_course/shipped/``) ship (CI sets it, together with ``HF_HUB_OFFLINE=1``).
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """Files on disk: the shipped data folder, the cache of generated data, atomic writes and SHA-256 checks.
 
-**Shipped files** (the stand-in detector and the four scene checkpoints) live in the repository's
-``data/`` folder, each listed with its SHA-256 in ``data/SHA256SUMS``: :func:`shipped_dir`,
-:func:`expected_sha256` and :func:`check_shipped` find and verify them.
+**Shipped files** (the stand-in detector and the four scene checkpoints) live inside the package, in
+``vlp_course/shipped/``, each listed with its SHA-256 in ``vlp_course/shipped/SHA256SUMS``; they are
+package data (``pyproject.toml``), so a ``pip install`` (Colab's setup cell) has them too.
+:func:`shipped_dir`, :func:`expected_sha256` and :func:`check_shipped` find and verify them. An
+install that lacks them (a broken or trimmed copy) makes the loaders train the file once and cache it.
 
 **Generated datasets and the trained stand-in detector are kept under :func:`cache_dir`:
 ``$VLP_COURSE_CACHE`` if set, else ``~/.cache/vlp_course``. Every file is written to a temporary
@@ -89,11 +91,12 @@ def check_manifest(folder) -> dict | None:
 
 
 # --------------------------------------------------------------------------------------------------
-# Shipped files: data/ and data/SHA256SUMS
+# Shipped files: vlp_course/shipped/ and its SHA256SUMS
 # --------------------------------------------------------------------------------------------------
 def shipped_dir() -> Path:
-    """The folder of the shipped files: the repository's ``data/``."""
-    return Path(__file__).resolve().parents[1] / "data"
+    """The folder of the shipped files: ``vlp_course/shipped/`` of the imported package (the
+    repository's copy, or the installed one after ``pip install``). The one place that names it."""
+    return Path(__file__).resolve().parent / "shipped"
 
 
 def expected_sha256(name: str, folder: Path | None = None) -> str | None:

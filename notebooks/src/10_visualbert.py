@@ -194,7 +194,7 @@ assert mlm1 < 0.8 * mlm0, "the masked-word loss should fall by at least 20%"
 # ## A checkpoint pretrained for longer
 #
 # The course ships the same model pretrained for thousands of steps with the same recipe
-# (`data/visualbert_scenes.safetensors`, 0.5 MB, SHA-256 checked; `python -m
+# (`vlp_course/shipped/visualbert_scenes.safetensors`, 0.5 MB, SHA-256 checked; `python -m
 # vlp_course.recipes.shipped --model visualbert` reproduces it in about ten minutes on two
 # cores). Its metadata holds the recipe, the vocabulary and the training curves. We plot the curves
 # and measure the losses on captions of the held-out images. The masked words are now mostly

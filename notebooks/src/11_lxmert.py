@@ -248,7 +248,7 @@ for k in ("mlm", "obj", "attr"):
 # ## A checkpoint pretrained for longer
 #
 # The course ships the same model pretrained for thousands of steps with the same recipe
-# (`data/lxmert_scenes.safetensors`, SHA-256 checked; `python -m vlp_course.recipes.shipped
+# (`vlp_course/shipped/lxmert_scenes.safetensors`, SHA-256 checked; `python -m vlp_course.recipes.shipped
 # --model lxmert` reproduces it). Its metadata holds the recipe, the vocabulary and the training
 # curves.
 

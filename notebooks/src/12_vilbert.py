@@ -232,7 +232,7 @@ assert last["mlm"] < 0.8 * first["mlm"] and last["mrm"] < 0.95 * first["mrm"] an
 # ## A checkpoint pretrained for longer
 #
 # The course ships the same model pretrained for thousands of steps with the same recipe
-# (`data/vilbert_scenes.safetensors`, SHA-256 checked; `python -m vlp_course.recipes.shipped
+# (`vlp_course/shipped/vilbert_scenes.safetensors`, SHA-256 checked; `python -m vlp_course.recipes.shipped
 # --model vilbert` reproduces it). Its metadata holds the recipe, the vocabulary and the curves.
 
 # %%

@@ -258,7 +258,7 @@ assert leak["pixel", "colour"] < 1 / len(COLORS) + 0.1, "after pixel masking the
 # ## 7. A checkpoint pretrained for longer
 #
 # The course ships the same model pretrained for thousands of steps with the same recipe
-# (`data/vlbert_scenes.safetensors`, SHA-256 checked; `python -m vlp_course.recipes.shipped
+# (`vlp_course/shipped/vlbert_scenes.safetensors`, SHA-256 checked; `python -m vlp_course.recipes.shipped
 # --model vlbert` reproduces it). Its metadata holds the recipe, the vocabulary and the curves.
 
 # %%

@@ -345,7 +345,7 @@ def load_or_train_detector(seed: int = 0, steps: int = 600, *, n_scenes: int = 3
 
 
 # ---------------------------------------------------------------------------------------------
-# The shipped checkpoint: data/scene_detector.safetensors (reproduce: python -m vlp_course.data.detector)
+# The shipped checkpoint: vlp_course/shipped/scene_detector.safetensors (reproduce: python -m vlp_course.data.detector)
 # ---------------------------------------------------------------------------------------------
 
 CHECKPOINT_NAME = "scene_detector.safetensors"
@@ -354,12 +354,12 @@ CHECKPOINT_RECIPE = {"train_scenes": 3000, "train_seed": 1000, "steps": 600, "ba
 
 
 def load_detector(device: torch.device | str = "cpu", *, progress: bool = False) -> SceneDetector:
-    """The trained stand-in detector: the shipped ``data/scene_detector.safetensors`` when present
-    and its SHA-256 matches ``data/SHA256SUMS``; otherwise :func:`load_or_train_detector` (trains
+    """The trained stand-in detector: the shipped ``vlp_course/shipped/scene_detector.safetensors``
+    when present and its SHA-256 matches ``vlp_course/shipped/SHA256SUMS``; otherwise :func:`load_or_train_detector` (trains
     in seconds on a GPU, a minute or two on a CPU, then cached).
 
     Raises:
-        ValueError: if the shipped file exists but its SHA-256 differs from ``data/SHA256SUMS``.
+        ValueError: if the shipped file exists but its SHA-256 differs from ``vlp_course/shipped/SHA256SUMS``.
     """
     from vlp_course import files
     from vlp_course.checkpoints import load_safetensors

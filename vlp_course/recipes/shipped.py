@@ -2,7 +2,8 @@
 
 A notebook's CPU budget (about a minute) is too short for a from-scratch model to learn to use the
 image; the course therefore ships, per model, a small checkpoint pretrained longer with that model's
-own pretraining tasks (``data/<model>_scenes.safetensors``, SHA-256 in ``data/SHA256SUMS``), and the
+own pretraining tasks (``vlp_course/shipped/<model>_scenes.safetensors``, SHA-256 in ``vlp_course/shipped/SHA256SUMS``,
+package data: a pip install has them), and the
 notebooks fine-tune it briefly for VQA. Reproduce one with::
 
     python -m vlp_course.recipes.shipped --model visualbert      # or lxmert, vilbert, vlbert
@@ -62,9 +63,9 @@ def _rebuild(kind: str) -> str:
 def load_scene_checkpoint(kind: str, path: str | Path | None = None):
     """Load a course checkpoint: returns ``(model, adapter, metadata)``.
 
-    The file (default ``data/<kind>_scenes.safetensors``) must match its SHA-256 in
-    ``data/SHA256SUMS``; its metadata holds the :class:`Recipe` and the vocabulary, so the data are
-    rebuilt exactly as in training. When the course is installed without its ``data/`` folder, the
+    The file (default ``vlp_course/shipped/<kind>_scenes.safetensors``) must match its SHA-256 in
+    ``vlp_course/shipped/SHA256SUMS``; its metadata holds the :class:`Recipe` and the vocabulary, so the data are
+    rebuilt exactly as in training. When an install lacks the ``vlp_course/shipped/`` files (a broken one), the
     checkpoint is pretrained once with the default recipe (on CUDA when available) and cached.
 
     Raises:
@@ -75,7 +76,7 @@ def load_scene_checkpoint(kind: str, path: str | Path | None = None):
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     p = Path(path) if path is not None else files.shipped_dir() / checkpoint_name(kind)
     if not p.exists() and path is None:
-        # installed without the repository's data/ folder (e.g. pip on Colab): train it once, cache it
+        # an install without vlp_course/shipped/ (a broken one; pip and Colab have it): train it once, cache it
         cached = files.cache_dir() / "checkpoints" / checkpoint_name(kind)
         if not cached.exists():
             warnings.warn(f"{p} is not here: pretraining the {kind} checkpoint now (minutes on a CPU, "
@@ -127,7 +128,7 @@ def train_scene_checkpoint(recipe: Recipe, path: str | Path, *, device=None, pro
 
 
 def _main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description="Pretrain a course model on the scenes and write data/<model>_scenes.safetensors")
+    ap = argparse.ArgumentParser(description="Pretrain a course model on the scenes and write vlp_course/shipped/<model>_scenes.safetensors")
     ap.add_argument("--model", choices=KINDS, required=True)
     ap.add_argument("--steps", type=int, default=None, help=f"default: {Recipe.steps} ({STEPS} where they differ)")
     ap.add_argument("--device", default=None)
