@@ -168,6 +168,36 @@ assert tok.unk_token_id not in enc["input_ids"]
 assert tok.decode(enc["input_ids"], skip_special_tokens=True) == text.lower(), "decoding glues the pieces back"
 
 # %% [markdown]
+# ### Tokenizer playground
+#
+# Type a sentence: the table lists its pieces, their ids, which word of the text each piece comes
+# from (the tokenizer first splits on spaces *and* punctuation, so "." is a word of its own), and
+# what kind of piece it is. Try a rare word, a misspelling, a name, an accented letter, an emoji.
+# A character that no piece covers (here the emoji) still becomes `[UNK]`: the 30,522 pieces cover
+# English words, not every Unicode symbol. In a static view the table shows the default sentence.
+
+# %%
+from vlp_course.viz import explore
+
+
+def show_pieces(text: str = "Bushfires near Sydney 🔥 were unpredictable.") -> str:
+    enc = tok(text, return_offsets_mapping=True)
+    pieces = tok.convert_ids_to_tokens(enc["input_ids"])
+    special = set(tok.all_special_ids) - {tok.unk_token_id}
+    rows = [f"{'#':>3s}  {'piece':16s} {'id':>6s}  {'word':>4s}  {'from the text':16s} kind"]
+    for k, (p, i, w, (s, e)) in enumerate(zip(pieces, enc["input_ids"], enc.word_ids(), enc["offset_mapping"])):
+        kind = ("special token" if i in special else "[UNK]: no piece covers it" if i == tok.unk_token_id
+                else "continues a word (##)" if p.startswith("##") else "starts a word")
+        rows.append(f"{k:3d}  {p:16s} {i:6d}  {'' if w is None else w:>4}  {text[s:e]:16s} {kind}")
+    n_unk = enc["input_ids"].count(tok.unk_token_id)
+    rows.append(f"{len(pieces)} pieces (2 special) for {len(text.split())} space-separated words; {n_unk} [UNK]")
+    return "\n".join(rows)
+
+
+assert "[UNK]: no piece covers it" in show_pieces() and "continues a word" in show_pieces()
+explore(show_pieces, text=("Bushfires near Sydney 🔥 were unpredictable.",));
+
+# %% [markdown]
 # ## 4. Masked language modeling: how BERT is pretrained
 #
 # BERT learns by repairing corrupted text. In each sentence 15% of the tokens are chosen; of these,

@@ -266,6 +266,51 @@ plt.suptitle(f"AlexNet feature maps (pretrained={alex.pretrained}): 55 x 55, the
 plt.show()
 
 # %% [markdown]
+# ### Feature-map explorer
+#
+# Pick one of AlexNet's five convolutions (each followed by its ReLU) and a channel. Left: the
+# photo; middle: that channel's map, with its colour bar (0 = the ReLU silenced it); right: the map
+# stretched back over the photo (which was squashed to 224 x 224 on the way in), to see *where* the
+# channel responds. Deeper maps are coarser (55,
+# 27, then 13 pixels a side), and each of their pixels sees a larger patch of the photo (its
+# receptive field, computed below in exercise 1). All five maps are computed once here; moving a
+# slider only draws. With random weights (offline) expect edge- and colour-contrast responses, not
+# objects.
+
+# %%
+from vlp_course.viz import explore
+
+relu_maps = {}
+with torch.no_grad():
+    x, n_conv = img, 0
+    for layer in alex.features:
+        x = layer(x)
+        if isinstance(layer, nn.ReLU):
+            n_conv += 1
+            relu_maps[n_conv] = x[0]  # (C, H, W) after conv n_conv and its ReLU
+assert [tuple(m.shape) for m in relu_maps.values()] == [(64, 55, 55), (192, 27, 27), (384, 13, 13), (256, 13, 13), (256, 13, 13)]
+
+
+def show_feature_map(conv: int = 1, channel: int = 0):
+    fmap = relu_maps[conv][channel]  # (H, W)
+    fig, axes = plt.subplots(1, 3, figsize=(10, 3.2))
+    axes[0].imshow(chelsea()); axes[0].set_title("input", fontsize=9)
+    photo_h, photo_w = chelsea().shape[:2]  # the photo was squashed to 224 x 224: draw the map at its proportions
+    im = axes[1].imshow(fmap, cmap="magma", vmin=0, aspect=(photo_h / photo_w) * fmap.shape[1] / fmap.shape[0])
+    axes[1].set_title(f"conv{conv}, channel {channel}: {fmap.shape[0]} x {fmap.shape[1]}", fontsize=9)
+    fig.colorbar(im, ax=axes[1], label="activation (after ReLU)", shrink=0.85)
+    up = torch.nn.functional.interpolate(fmap[None, None], size=(photo_h, photo_w), mode="bilinear")[0, 0]
+    axes[2].imshow(chelsea()); axes[2].imshow(up, cmap="magma", alpha=0.6, vmin=0)
+    axes[2].set_title("the map over the photo", fontsize=9)
+    for ax in axes:
+        ax.axis("off")
+    fig.suptitle(f"AlexNet (pretrained={alex.pretrained}); {int((fmap > 0).float().mean() * 100)}% of this map is above 0", fontsize=9)
+    return fig
+
+
+explore(show_feature_map, conv=(1, 1, 5), channel=(0, 0, 63));
+
+# %% [markdown]
 # ## Exercises
 #
 # **Exercise 1 — receptive field.** Write `receptive_field(kernels, strides)` for a stack of layers
