@@ -11,6 +11,8 @@ from vlp_course.vision.blocks import receptive_field
 from vlp_course.vision.gan import discriminator_loss, generator_loss
 from vlp_course.vision.lenet import conv_output_size, conv_params
 
+from exercise_references import reduced_conv_params, shortcut_params
+
 
 def stub(*args, **kwargs):
     raise NotImplementedError()
@@ -22,15 +24,15 @@ def residual_ref(block, x):
 
 
 CHECKS = [
-    (ex.check_conv_output_size, conv_output_size, lambda n, k, s, p: (n - k) // s + 1),  # forgets padding
-    (ex.check_conv_params, conv_params, lambda ci, co, k: ci * co * k * k),  # forgets biases
-    (ex.check_receptive_field, receptive_field, lambda ks, ss: 1 + sum(k - 1 for k in ks)),  # ignores strides
-    (ex.check_reduced_conv_params, ex.reduced_conv_params, lambda ci, cr, co, k: conv_params(ci, co, k)),
+    (ex.check_conv_output_size, lambda n, k, s, p: conv_output_size(n, k, s, p), lambda n, k, s, p: (n - k) // s + 1),  # forgets padding
+    (ex.check_conv_params, lambda ci, co, k: conv_params(ci, co, k), lambda ci, co, k: ci * co * k * k),  # forgets biases
+    (ex.check_receptive_field, lambda ks, ss: receptive_field(ks, ss), lambda ks, ss: 1 + sum(k - 1 for k in ks)),  # ignores strides
+    (ex.check_reduced_conv_params, reduced_conv_params, lambda ci, cr, co, k: conv_params(ci, co, k)),
     (ex.check_residual_forward, residual_ref, lambda b, x: b.relu(b.residual_branch(x))),  # no shortcut
-    (ex.check_shortcut_params, ex.shortcut_params, lambda ci, co, s: ci * co),
-    (ex.check_discriminator_loss, discriminator_loss,
+    (ex.check_shortcut_params, shortcut_params, lambda ci, co, s: ci * co),
+    (ex.check_discriminator_loss, lambda r, f: discriminator_loss(r, f),
      lambda r, f: -(torch.log(torch.sigmoid(r)) + torch.log(1 - torch.sigmoid(f))).mean()),  # overflows
-    (ex.check_generator_loss, generator_loss, lambda f: torch.log(1 - torch.sigmoid(f)).mean()),  # saturating
+    (ex.check_generator_loss, lambda f: generator_loss(f), lambda f: torch.log(1 - torch.sigmoid(f)).mean()),  # saturating
 ]
 
 

@@ -1,9 +1,9 @@
 """Checks for the exercises of notebook 11 (LXMERT).
 
-Each ``check_*`` runs the learner's function and the package's reference on seeded inputs built
-from a small random model, and raises :class:`~vlp_course.exercises.ExerciseFailed` on the first
-difference (see :func:`~vlp_course.exercises.run_cases`). Sources: Tan & Bansal 2019, sections 2.1
-(object-level image embeddings) and 2.2 (cross-modality encoder); airsplay/lxmert
+Each ``check_*`` runs the learner's function on seeded inputs built from a small random model and
+compares it with the stored outputs of the course's reference (``answers/lxmert.json``); it raises
+:class:`~vlp_course.exercises.ExerciseFailed` on the first difference. Sources: Tan & Bansal 2019,
+sections 2.1 (object-level image embeddings) and 2.2 (cross-modality encoder); airsplay/lxmert
 ``src/lxrt/modeling.py`` (``VisualFeatEncoder``, ``LXRTXLayer``).
 """
 
@@ -12,16 +12,10 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-from torch import Tensor
 
-from vlp_course.exercises import run_cases
+from vlp_course.exercises import Exercise, run_exercise
 
-__all__ = [
-    "reference_object_embedding",
-    "check_object_embedding",
-    "reference_cross_modality_layer",
-    "check_cross_modality_layer",
-]
+__all__ = ["check_object_embedding", "check_cross_modality_layer", "EXERCISES"]
 
 
 def _randomize(module: torch.nn.Module, seed: int) -> torch.nn.Module:
@@ -34,11 +28,6 @@ def _randomize(module: torch.nn.Module, seed: int) -> torch.nn.Module:
     return module.eval()
 
 
-def reference_object_embedding(enc, feats: Tensor, boxes: Tensor) -> Tensor:
-    """LXMERT's object encoder: (LN(visn_fc(f)) + LN(box_fc(b))) / 2, (B, N, D)."""
-    return enc(feats, boxes)
-
-
 def _lxmert_config(D: int, F: int):
     from vlp_course.models.lxmert import LxmertConfig
 
@@ -47,8 +36,7 @@ def _lxmert_config(D: int, F: int):
                         num_attr_labels=3, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
 
 
-def check_object_embedding(student_fn: Callable) -> None:
-    """Check ``student_fn(enc, feats, boxes) -> (B, N, D)`` against :class:`~vlp_course.models.lxmert.VisualFeatEncoder`."""
+def _object_cases():
     from vlp_course.models.lxmert import VisualFeatEncoder
 
     cases = []
@@ -58,19 +46,10 @@ def check_object_embedding(student_fn: Callable) -> None:
         xy = torch.rand(B, N, 2, generator=g) * 0.5
         boxes = torch.cat([xy, xy + torch.rand(B, N, 2, generator=g) * 0.5], -1)
         cases.append((f"B={B}, N={N}, F={F}, D={D}", (enc, torch.randn(B, N, F, generator=g), boxes), {}))
-    with torch.no_grad():
-        run_cases("object_embedding", student_fn, reference_object_embedding, cases)
+    return cases
 
 
-def reference_cross_modality_layer(layer, lang: Tensor, lang_mask: Tensor, visn: Tensor, visn_mask: Tensor):
-    """One LXMERT cross-modality layer: ``(lang_out (B, T, D), visn_out (B, N, D))``."""
-    lang_out, visn_out, _, _ = layer(lang, lang_mask, visn, visn_mask)
-    return lang_out, visn_out
-
-
-def check_cross_modality_layer(student_fn: Callable) -> None:
-    """Check ``student_fn(layer, lang, lang_mask, visn, visn_mask) -> (lang_out, visn_out)`` against
-    :class:`~vlp_course.models.lxmert.LxmertXLayer` (masks padded on both sides)."""
+def _cross_cases():
     from vlp_course.models.lxmert import LxmertXLayer
 
     cases = []
@@ -83,5 +62,24 @@ def check_cross_modality_layer(student_fn: Callable) -> None:
         if N > 1:
             vmask[-1, N - 1:] = 0
         cases.append((f"B={B}, T={T}, N={N}, D={D}", (layer, lang, lmask, visn, vmask), {}))
-    with torch.no_grad():
-        run_cases("cross_modality_layer", student_fn, reference_cross_modality_layer, cases, atol=1e-4)
+    return cases
+
+
+EXERCISES = {
+    "object_embedding": Exercise(_object_cases, no_grad=True, whole_module_blocked=True),
+    "cross_modality_layer": Exercise(_cross_cases, atol=1e-4, no_grad=True, whole_module_blocked=True),
+}
+
+
+def check_object_embedding(student_fn: Callable) -> None:
+    """Check ``student_fn(enc, feats (B, N, F), boxes (B, N, 4)) -> (B, N, D)``: the output of
+    :class:`~vlp_course.models.lxmert.VisualFeatEncoder`, ``(LN(visn_fc(f)) + LN(box_fc(b))) / 2``,
+    computed from its parts; calling ``enc`` itself fails the check."""
+    run_exercise("lxmert", "object_embedding", EXERCISES, student_fn)
+
+
+def check_cross_modality_layer(student_fn: Callable) -> None:
+    """Check ``student_fn(layer, lang (B, T, D), lang_mask (B, T), visn (B, N, D), visn_mask (B, N))
+    -> (lang_out, visn_out)``: the output of :class:`~vlp_course.models.lxmert.LxmertXLayer` (masks
+    padded on both sides) computed from its submodules; calling ``layer`` itself fails the check."""
+    run_exercise("lxmert", "cross_modality_layer", EXERCISES, student_fn)

@@ -1,8 +1,9 @@
 """Checks for notebook 08 (the three key problems of vision-language pretraining).
 
-Each ``check_*`` runs the learner's function and the course's reference on seeded inputs with
-:func:`vlp_course.exercises.run_cases` and raises :class:`~vlp_course.exercises.ExerciseFailed`
-with the first difference.
+Each ``check_*`` runs the learner's function on seeded inputs and compares it with the stored
+outputs of the course's reference (``answers/scenes.json``) with
+:func:`vlp_course.exercises.run_cases`, raising :class:`~vlp_course.exercises.ExerciseFailed` with
+the first difference.
 """
 
 from __future__ import annotations
@@ -10,12 +11,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from vlp_course.boxes import normalize
-from vlp_course.data.vqa import soft_scores, vqa_accuracy
-from vlp_course.exercises import ExerciseFailed, run_cases
+from vlp_course.exercises import Exercise, run_exercise
 
 __all__ = ["check_soft_scores", "check_vqa_accuracy", "check_normalize_boxes", "check_single_stream_mask",
-           "single_stream_mask"]
+           "EXERCISES"]
 
 _POOL = ["yes", "no", "red", "blue", "2", "3", "circle", "star"]
 
@@ -31,72 +30,35 @@ def _answer_cases(seed: int = 0) -> list[list[str]]:
     return cases
 
 
-def check_soft_scores(fn) -> None:
-    """``fn(answers: list[str]) -> dict[str, float]``: the soft score of each distinct answer among the 10
-    (count 1 -> 0.3, 2 -> 0.6, 3 -> 0.9, 4 or more -> 1.0), answers compared as given."""
-    cases = [(f"answers {a}", (list(a),), {}) for a in _answer_cases(0)]
-
-    def ref(answers):
-        return soft_scores(answers, normalize=False)
-
-    def as_sorted(d):
-        if not isinstance(d, dict):
-            raise ExerciseFailed(f"soft scores: expected a dict {{answer: score}}, got {type(d).__name__}")
-        return sorted((str(k), round(float(v), 6)) for k, v in d.items())
-
-    run_cases("soft scores", fn, ref, cases, postprocess=as_sorted)
+def _soft_score_cases():
+    return [(f"answers {a}", (list(a),), {}) for a in _answer_cases(0)]
 
 
-def check_vqa_accuracy(fn) -> None:
-    """``fn(prediction: str, answers: list[str]) -> float``: the VQA accuracy (average over the 10
-    leave-one-annotator-out subsets of min(1, matches / 3)); answers are already normalised."""
+def _as_score_dict(d):
+    if not isinstance(d, dict):
+        raise ValueError(f"your function returned a {type(d).__name__}; expected a dict {{answer: score}}")
+    return {str(k): v for k, v in d.items()}
+
+
+def _vqa_accuracy_cases():
     cases = []
-    for k, a in enumerate(_answer_cases(1)):
+    for a in _answer_cases(1):
         for pred in sorted(set(a))[:2] + ["nothing"]:
             cases.append((f"prediction {pred!r} vs {a}", (pred, list(a)), {}))
-    run_cases("VQA accuracy", fn, vqa_accuracy, cases, atol=1e-6)
+    return cases
 
 
-def check_normalize_boxes(fn) -> None:
-    """``fn(boxes: Tensor (N, 4) pixel xyxy, width, height) -> Tensor (N, 4)`` in [0, 1]."""
+def _normalize_boxes_cases():
     g = torch.Generator().manual_seed(0)
     cases = []
     for w, h in ((64, 64), (640, 480), (451, 300)):
         xy = torch.rand(5, 2, generator=g) * torch.tensor([w / 2, h / 2])
         wh = torch.rand(5, 2, generator=g) * torch.tensor([w / 2, h / 2])
         cases.append((f"{w}x{h} image", (torch.cat([xy, xy + wh], 1), w, h), {}))
-    run_cases("normalize boxes", fn, lambda b, w, h: normalize(b, w, h), cases)
+    return cases
 
 
-def single_stream_mask(text_lengths, region_counts, max_text: int, max_regions: int) -> torch.Tensor:
-    """Padding mask of a single-stream input ``[text tokens (padded to T) | regions (padded to V)]``.
-
-    Args:
-        text_lengths: B real text lengths (<= T = ``max_text``), region_counts: B region counts (<= V).
-
-    Returns:
-        (B, T + V) float tensor: 1.0 for a real token, 0.0 for padding. Every query may attend to
-        every real key of both modalities (the broadcast (B, 1, 1, T+V) form is what BERT-style
-        encoders add to their attention scores after ``(1 - mask) * -10000``).
-
-    Raises:
-        ValueError: if a length exceeds its maximum or the two lists differ in length.
-    """
-    if len(text_lengths) != len(region_counts):
-        raise ValueError(f"{len(text_lengths)} text lengths but {len(region_counts)} region counts")
-    t = torch.arange(max_text)
-    v = torch.arange(max_regions)
-    tl = torch.as_tensor(list(text_lengths))
-    rc = torch.as_tensor(list(region_counts))
-    if (tl > max_text).any() or (rc > max_regions).any() or (tl < 0).any() or (rc < 0).any():
-        raise ValueError(f"lengths must lie in [0, {max_text}] (text) and [0, {max_regions}] (regions)")
-    text = (t[None, :] < tl[:, None]).float()  # (B, T)
-    vis = (v[None, :] < rc[:, None]).float()  # (B, V)
-    return torch.cat([text, vis], dim=1)  # (B, T + V)
-
-
-def check_single_stream_mask(fn) -> None:
-    """``fn(text_lengths, region_counts, max_text, max_regions) -> (B, T + V)`` 1/0 padding mask."""
+def _single_stream_mask_cases():
     rng = np.random.default_rng(3)
     cases = [("one full example", ([4], [2], 4, 2), {}), ("padding on both sides", ([2, 4], [1, 3], 5, 3), {})]
     for k in range(3):
@@ -104,4 +66,43 @@ def check_single_stream_mask(fn) -> None:
         t, v = int(rng.integers(3, 12)), int(rng.integers(2, 8))
         cases.append((f"random batch {k}", ([int(x) for x in rng.integers(1, t + 1, b)],
                                             [int(x) for x in rng.integers(0, v + 1, b)], t, v), {}))
-    run_cases("single-stream mask", fn, single_stream_mask, cases, postprocess=lambda m: torch.as_tensor(m).float())
+    return cases
+
+
+def _as_float_tensor(m):
+    try:
+        return torch.as_tensor(m).float()
+    except Exception:
+        return m
+
+
+EXERCISES = {
+    "soft scores": Exercise(_soft_score_cases, postprocess=_as_score_dict, atol=1e-6),
+    "VQA accuracy": Exercise(_vqa_accuracy_cases, atol=1e-6),
+    "normalize boxes": Exercise(_normalize_boxes_cases),
+    "single-stream mask": Exercise(_single_stream_mask_cases, postprocess=_as_float_tensor),
+}
+
+
+def check_soft_scores(fn) -> None:
+    """``fn(answers: list[str]) -> dict[str, float]``: the soft score of each distinct answer among the 10
+    (count 1 -> 0.3, 2 -> 0.6, 3 -> 0.9, 4 or more -> 1.0), answers compared as given."""
+    run_exercise("scenes", "soft scores", EXERCISES, fn)
+
+
+def check_vqa_accuracy(fn) -> None:
+    """``fn(prediction: str, answers: list[str]) -> float``: the VQA accuracy (average over the 10
+    leave-one-annotator-out subsets of min(1, matches / 3)); answers are already normalised."""
+    run_exercise("scenes", "VQA accuracy", EXERCISES, fn)
+
+
+def check_normalize_boxes(fn) -> None:
+    """``fn(boxes: Tensor (N, 4) pixel xyxy, width, height) -> Tensor (N, 4)`` in [0, 1]."""
+    run_exercise("scenes", "normalize boxes", EXERCISES, fn)
+
+
+def check_single_stream_mask(fn) -> None:
+    """``fn(text_lengths, region_counts, max_text, max_regions) -> (B, T + V)`` padding mask of a
+    single-stream input ``[text tokens (padded to T) | regions (padded to V)]``: 1 for a real token or
+    region, 0 for padding."""
+    run_exercise("scenes", "single-stream mask", EXERCISES, fn)

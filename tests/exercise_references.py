@@ -1,0 +1,157 @@
+"""The reference answers of the course's auto-checked exercises, kept out of the ``vlp_course`` package.
+
+A student copy imports ``vlp_course``; if the references lived there, passing one to its check
+would pass it. They live here instead, and ``tools/exercise_answers.py`` runs each on the seeded
+cases of its exercise (``vlp_course.exercises.<part>.EXERCISES``) and stores the outputs in
+``vlp_course/exercises/answers/<part>.json``, the only thing the checks compare with.
+``tests/test_exercise_feedback.py`` recomputes them and fails when they drift.
+
+``REFERENCES[part][exercise]`` is a function with the exercise's signature. Most call the course's
+own implementation (the subject of the notebook, used by its later cells); the sources are in the
+docstrings of those functions.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from vlp_course.boxes import normalize
+from vlp_course.data.vqa import soft_scores, vqa_accuracy
+from vlp_course.pretraining.matching import matching_from_uniforms
+from vlp_course.pretraining.regions import KEEP_UNSELECTED, apply_region_actions, region_actions_from_uniforms
+from vlp_course.pretraining.text_masking import apply_mask_decisions
+from vlp_course.text.bags import bag_of_ngrams, one_hot
+from vlp_course.text.encoders import mean_pool
+from vlp_course.text.sgns import sgns_loss, skipgram_pairs
+from vlp_course.vision.blocks import ResidualBlock, receptive_field
+from vlp_course.vision.gan import discriminator_loss, generator_loss
+from vlp_course.vision.lenet import conv_output_size, conv_params
+
+
+# ---- text (notebooks 01-03) ----------------------------------------------------------------------
+
+def ngrams(tokens, n):
+    """``{n-gram joined by spaces: count}`` (notebook 01)."""
+    return dict(bag_of_ngrams(tokens, (n, n)))
+
+
+# ---- vision (notebooks 04-07) --------------------------------------------------------------------
+
+def conv_params_torch(c_in, c_out, kernel):
+    """Parameters of ``torch.nn.Conv2d(c_in, c_out, kernel)`` (weights and biases)."""
+    return sum(p.numel() for p in torch.nn.Conv2d(c_in, c_out, kernel).parameters())
+
+
+def reduced_conv_params(c_in, c_reduce, c_out, kernel):
+    """Parameters (with biases) of a 1 x 1 reduction to ``c_reduce`` channels then a k x k conv to ``c_out``,
+    counted on PyTorch modules (GoogLeNet's inception branches, Szegedy et al. 2015, section 4)."""
+    m = torch.nn.Sequential(torch.nn.Conv2d(c_in, c_reduce, 1), torch.nn.Conv2d(c_reduce, c_out, kernel))
+    return sum(p.numel() for p in m.parameters())
+
+
+def residual_forward(block, x):
+    """The basic block's output (He et al. 2016, section 3.2, figure 2): the module itself."""
+    return block(x)
+
+
+def shortcut_params(c_in, c_out, stride):
+    """Parameters of a basic block's shortcut: 0 (identity) or c_in*c_out + 2*c_out (1 x 1 conv, no bias, + BN)."""
+    return sum(p.numel() for p in ResidualBlock(c_in, c_out, stride).shortcut.parameters())
+
+
+# ---- scenes (notebook 08) ------------------------------------------------------------------------
+
+def single_stream_mask(text_lengths, region_counts, max_text, max_regions):
+    """(B, T + V) float padding mask of ``[text tokens (padded to T) | regions (padded to V)]``: 1 real, 0 padding."""
+    t, v = torch.arange(max_text), torch.arange(max_regions)
+    tl, rc = torch.as_tensor(list(text_lengths)), torch.as_tensor(list(region_counts))
+    text = (t[None, :] < tl[:, None]).float()  # (B, T)
+    vis = (v[None, :] < rc[:, None]).float()  # (B, V)
+    return torch.cat([text, vis], dim=1)  # (B, T + V)
+
+
+# ---- pretraining (notebook 09) -------------------------------------------------------------------
+
+def region_masking_801010(features, eligible, u_select, u_action, replacement, prob=0.15):
+    """LXMERT's 80/10/10 region masking given the draws: ``(masked_features (B, N, D), selected (B, N) bool)``."""
+    actions = region_actions_from_uniforms(eligible, u_select, u_action, prob, "lxmert")
+    return apply_region_actions(features, actions, replacement), actions != KEEP_UNSELECTED
+
+
+def negative_sampler(u_swap, u_pick, p_negative=0.5):
+    """``(caption_index (B,), is_matched (B,))`` from the draws (:func:`matching_from_uniforms`)."""
+    m = matching_from_uniforms(u_swap, u_pick, p_negative)
+    return m.caption_index, m.is_matched
+
+
+# ---- models (notebooks 10-13) --------------------------------------------------------------------
+
+def visualbert_embeddings(emb, input_ids, visual_feats):
+    """VisualBERT's joint embedding (token types 0, visual position 0): (B, T+V, D)."""
+    return emb(input_ids, visual_feats=visual_feats)
+
+
+def mask_token_states(hidden, attention_mask):
+    """(B, L, D), (B, T) -> (B, D): the state at index ``attention_mask.sum(1) - 2`` of each row."""
+    pos = attention_mask.long().sum(1) - 2  # (B,)
+    return hidden[torch.arange(hidden.shape[0]), pos]
+
+
+def object_embedding(enc, feats, boxes):
+    """LXMERT's object encoder: (LN(visn_fc(f)) + LN(box_fc(b))) / 2, (B, N, D)."""
+    return enc(feats, boxes)
+
+
+def cross_modality_layer(layer, lang, lang_mask, visn, visn_mask):
+    """One LXMERT cross-modality layer: ``(lang_out (B, T, D), visn_out (B, N, D))``."""
+    lang_out, visn_out, _, _ = layer(lang, lang_mask, visn, visn_mask)
+    return lang_out, visn_out
+
+
+def coattention(bi, visual, text, text_mask):
+    """Regions attend to words with a ViLBERT ``BiAttention``: ``(context (B, N, Db), weights (B, H, N, T))``."""
+    vctx, _, v2t, _ = bi(visual, None, text, text_mask)
+    return vctx, v2t
+
+
+def layer_schedule(v_biattention_id, t_biattention_id, num_visual_layers, num_text_layers):
+    """ViLBERT's layer order (:func:`vlp_course.models.vilbert.layer_schedule`)."""
+    from types import SimpleNamespace
+
+    from vlp_course.models.vilbert import layer_schedule as schedule
+
+    return schedule(SimpleNamespace(v_biattention_id=list(v_biattention_id), t_biattention_id=list(t_biattention_id),
+                                    v_num_hidden_layers=num_visual_layers, num_hidden_layers=num_text_layers))
+
+
+def geometry_embedding(boxes, image_size, dim):
+    """VL-BERT's box embedding (:func:`vlp_course.models.vlbert.geometry_embedding`)."""
+    from vlp_course.models.vlbert import geometry_embedding as embed
+
+    return embed(boxes, image_size, dim)
+
+
+def vlbert_layout(text_token_type_ids, num_regions):
+    """Segment and position ids of ``[CLS] text [SEP] [IMG] x num_regions [END]``, each (T + n + 1,)."""
+    from vlp_course.models.vlbert import sequence_layout
+
+    t = torch.as_tensor(text_token_type_ids).long()[None]
+    lay = sequence_layout(torch.ones_like(t), t, torch.ones(1, int(num_regions)))
+    return lay.token_type_ids[0], lay.position_ids[0]
+
+
+REFERENCES = {
+    "text": {"one_hot": one_hot, "bag_of_ngrams": ngrams, "skipgram_pairs": skipgram_pairs, "sgns_loss": sgns_loss,
+             "mean_pool": mean_pool, "mask_decisions": apply_mask_decisions},
+    "vision": {"conv_output_size": lambda n, k, s, p: conv_output_size(n, k, s, p), "conv_params": conv_params_torch,
+               "receptive_field": receptive_field, "reduced_conv_params": reduced_conv_params,
+               "residual_forward": residual_forward, "shortcut_params": shortcut_params,
+               "discriminator_loss": discriminator_loss, "generator_loss": generator_loss},
+    "scenes": {"soft scores": lambda answers: soft_scores(answers, normalize=False), "VQA accuracy": vqa_accuracy,
+               "normalize boxes": lambda b, w, h: normalize(b, w, h), "single-stream mask": single_stream_mask},
+    "pretraining": {"region_masking_801010": region_masking_801010, "negative_sampler": negative_sampler},
+    "visualbert": {"visualbert_embeddings": visualbert_embeddings, "mask_token_states": mask_token_states},
+    "lxmert": {"object_embedding": object_embedding, "cross_modality_layer": cross_modality_layer},
+    "vilbert": {"co-attention (regions -> words)": coattention, "layer schedule": layer_schedule},
+    "vlbert": {"geometry embedding": geometry_embedding, "VL-BERT layout": vlbert_layout},
+}
