@@ -37,14 +37,14 @@ INSTRUCTOR := instructor
 # Python versions whose resolution of the pinned set `make test` checks (pip --dry-run, no install).
 PYTHON_VERSIONS ?= 3.10 3.11 3.12 3.13
 
-.PHONY: venv lab learner-copies test unit notebooks check-notebooks check-resolution nbval student-test \
+.PHONY: venv lab learner-copies test unit notebooks check-notebooks check-resolution notebooks-run nbval student-test \
   student release grade nbgrader-source nbgrader bench clean
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -c constraints.txt -e ".[lab,test]"
+	$(BIN)/python -m pip install -c constraints.txt -e ".[lab,test,site]"
 	@touch $(STAMP)
 
 # JupyterLab on the learner's own copies ($(WORK)/), opened on the index.
@@ -55,7 +55,9 @@ lab: venv
 learner-copies: venv
 	$(BIN)/python tools/notebooks.py learner $(WORK)
 
-test: venv check-notebooks check-resolution unit nbval student-test
+# Every stage: the notebooks run once (notebooks-run), and the site and the browser test read
+# those executed copies.
+test: venv check-notebooks check-resolution unit notebooks-run student-test site-check browser-test
 	@echo "make test: all stages passed"
 
 check-notebooks: venv
@@ -68,7 +70,13 @@ check-resolution: venv
 unit: venv
 	$(BIN)/python -m pytest -q -n 2 tests --ignore=tests/notebooks
 
-# Every instructor notebook, executed top to bottom; prints a per-notebook duration table.
+# Every instructor notebook, executed top to bottom in a fresh kernel (nbclient; fails on the first
+# error, 300 s per cell); the executed copies go to build/executed/ for the site; prints and writes
+# (build/notebook-times.csv) a per-notebook duration table.
+notebooks-run: venv
+	$(BIN)/python tools/course_site.py execute --times-csv build/notebook-times.csv
+
+# The same notebooks under nbval (pytest, one item per cell), for debugging a failing cell.
 nbval: venv
 	$(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env \
 	  --nbval-cell-timeout=300 notebooks/*.ipynb
@@ -110,26 +118,26 @@ bench: venv
 # Removes what the build regenerates; never $(WORK)/ or $(INSTRUCTOR)/, nor a student copy in
 # build/student that was changed (FORCE=1 removes those too).
 clean:
-	rm -rf .pytest_cache build/notebook-times.csv
+	rm -rf .pytest_cache build/notebook-times.csv build/executed build/site build/browser
 	@if [ -d build/student ]; then $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) tools/notebooks.py clean build/student $(if $(call yes,$(FORCE)),--force); fi
 
 # The course as a static site (docs/site; Sphinx + myst-nb) in build/site/html, built from the
 # executed notebooks in build/executed/ (executing only those that are missing or stale), then
 # checked offline: every notebook's page, every image, every internal link (tools/course_site.py).
-.PHONY: site browser-test
-SITE_STAMP := $(VENV)/.installed-site
+.PHONY: site site-check browser-test
 
-$(SITE_STAMP): $(STAMP)
-	$(BIN)/python -m pip install -c constraints.txt -e ".[lab,test,site]"
-	@touch $(SITE_STAMP)
-
-site: $(SITE_STAMP)
+site: venv
 	$(BIN)/python tools/course_site.py build
+
+# In make test: only from the copies notebooks-run executed (never runs a notebook a second time).
+site-check: venv
+	$(BIN)/python tools/course_site.py build --no-execute
 
 # JupyterLab (as `make lab` starts it) and the site in headless Chromium: runs notebook 9's solved
 # copy, changes its widget, opens two site pages; screenshots in build/browser/. Installs Debian's
 # chromium and chromium-driver when missing (as root, as CI runs).
-browser-test: site
+browser-test: venv
+	@test -f build/site/html/index.html || $(MAKE) --no-print-directory site
 	@command -v chromedriver >/dev/null || { test "$$(id -u)" = 0 && apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }
 	$(BIN)/python tools/browser_check.py
