@@ -24,7 +24,8 @@ def test_every_notebook_opens_with_title_badge_and_setup():
         assert f"blob/v{version}/notebooks/{src.stem}.ipynb" in "".join(badge["source"])
         code = "".join(setup["source"])
         assert "google.colab" in code and f"@v{version}" in code and "setup_notebook" in code
-        assert "torch=={torch.__version__}" in code  # never reinstall Colab's torch
+        # never reinstall Colab's torch (or any package Colab has): all are pinned (tests/test_packaging.py)
+        assert f'"-c", "{nbtool.COLAB_PINS}"' in code and "metadata.distributions()" in code
 
 
 def test_index_links_every_notebook():

@@ -18,9 +18,12 @@ or a copy of an older version) unless given ``--force``, and names the files.
 What the build adds to every notebook, after the source's title cell:
   * an "Open in Colab" badge, built from the repository URL in pyproject.toml ([project.urls]) and
     the package version (the notebook's release tag ``v<version>``);
-  * the setup cell: only on Colab, pip-installs the course package at that release while pinning
-    the torch and torchvision that Colab already has; everywhere, ``setup_notebook()`` seeds the
-    RNGs, picks the device, prints versions and warns a Colab user on a CPU runtime.
+  * the setup cell: only on Colab, pip-installs the course package at that release under a
+    constraints file that pins every package Colab already has (torch, numpy, ipywidgets,
+    transformers ...) to its installed version, so pip adds only what Colab lacks and changes none of
+    Colab's own (``tests/test_packaging.py`` resolves it against Colab's package set); everywhere,
+    ``setup_notebook()`` seeds the RNGs, picks the device, prints versions and warns a Colab user on
+    a CPU runtime.
 It also writes nbgrader's cell metadata: a code cell holding ``### BEGIN SOLUTION`` becomes an
 autograded-answer cell, a cell tagged ``graded`` becomes an autograder-tests cell (``points=N`` in
 its tags sets the points, default 1), and a markdown cell tagged ``manual`` (``# %% [markdown]
@@ -66,21 +69,37 @@ def colab_url(stem: str) -> str:
     return f"https://colab.research.google.com/github/{path}/blob/v{version}/notebooks/{stem}.ipynb"
 
 
-def setup_cell_source() -> str:
+#: where the setup cell writes the pins of Colab's installed packages (a pip constraints file)
+COLAB_PINS = "/tmp/vlp-course-colab-pins.txt"
+
+
+def install_requirement() -> str:
+    """The pip requirement of this release: ``vlp-course @ git+<repository>@v<version>``."""
     repo, version = project_meta()
-    return f'''# Setup. On Colab only: install the course package at this notebook's release (v{version}),
-# keeping the torch and torchvision that Colab ships. Everywhere: seed, pick the device, print versions.
+    return f"vlp-course @ git+{repo}@v{version}"
+
+
+def setup_cell_source() -> str:
+    _, version = project_meta()
+    return f'''# Setup. On Colab only: install the course package at this notebook's release (v{version}), keeping
+# every package Colab already has (torch, numpy, ipywidgets, ...) at its installed version: each is pinned
+# in a constraints file, so pip adds only what Colab lacks. Everywhere: seed, pick the device, print versions.
 import sys
 
 if "google.colab" in sys.modules:
     import subprocess
+    from importlib import metadata
 
-    import torch
-    import torchvision
-
+    pins = {{}}
+    for dist in metadata.distributions():
+        name = (dist.metadata["Name"] or "").lower().replace("_", "-").replace(".", "-")
+        if name and name not in pins:
+            pins[name] = dist.version
+    with open("{COLAB_PINS}", "w") as fh:
+        fh.write("".join(f"{{name}}=={{v}}\\n" for name, v in sorted(pins.items())))
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", f"torch=={{torch.__version__}}",
-         f"torchvision=={{torchvision.__version__}}", "vlp-course @ git+{repo}@v{version}"],
+        [sys.executable, "-m", "pip", "install", "-q", "-c", "{COLAB_PINS}",
+         "{install_requirement()}"],
         check=True,
     )
 
