@@ -281,10 +281,11 @@ for k in ("mlm", "itm", "qa"):
 # Left, each box is outlined in the colour of the word's weight on it (colour bar: 0 to the largest
 # weight); right, the same weights as bars, with the uniform 1/N as a dotted line.
 #
-# **What to look for.** A word grounded in the image would put most of its weight on *its* object.
-# Here the weights stay close to 1/N and the colour word's own object is not the favourite (the
-# printed line measures it): after 2,000 steps this checkpoint has not bound colour words to objects,
-# which is also why its matching accuracy is still at chance. Attention is what is mixed into the
+# **What to look for.** A word grounded in the image would put most of its weight on *its* object;
+# weights close to 1/N mean this layer mixes the objects in evenly for that word. The printed line
+# measures where the colour word's own object ranks. One image and one layer settle little: the
+# checkpoint can match captions to images (its held-out matching loss above is below the short run's)
+# without any single attention row pointing at the right object. Attention is what is mixed into the
 # word's next state, not evidence of what the model "looks at" for an answer (Jain & Wallace, 2019,
 # "Attention is not Explanation").
 
