@@ -290,6 +290,7 @@ def show_word_attention(word: str = sc.objects[0].color, layer: int = config.num
 last = ATT[-1].mean(0)[tokens.index(sc.objects[0].color), T:T + n_obj]
 print(f'last layer, heads averaged: "{sc.objects[0].color}" -> regions {[round(float(x), 3) for x in last]}; '
       f"its own object (region 1) ranks {int((last > last[0]).sum()) + 1} of {n_obj}")
+assert int((last > last[0]).sum()) > 0, "the text above says the colour word does not favour its own object"
 colour_rows = [tokens.index(o.color) for o in sc.objects if o.color in tokens]
 text_share = float(ATT[-1].mean(0)[colour_rows, :T].sum(-1).mean())
 print(f"share of the colour words' attention that stays on the words (last layer, heads averaged): {text_share:.2f}")
