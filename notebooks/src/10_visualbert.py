@@ -5,7 +5,7 @@
 # each image region's feature vector to BERT's width, append the regions to the sentence, and let
 # the same self-attention layers mix everything. No new layer type, no box coordinates, no second
 # stream. We build it from `vlp_course.models.visualbert` (its outputs equal the `transformers`
-# port's to within 1e-6, see `tests/test_visualbert.py`), pretrain it briefly on captions of
+# port's to within 1e-5, as `tests/test_visualbert.py` asserts), pretrain it briefly on captions of
 # synthetic scenes, load a checkpoint pretrained for longer, look at where a word attends among the
 # regions, and fine-tune it for visual question answering, checking that it really uses the image.
 

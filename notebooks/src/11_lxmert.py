@@ -16,7 +16,7 @@
 #    (VQA, GQA, VG-QA in the original), and the model answers them.
 #
 # We build it from `vlp_course.models.lxmert` (outputs equal to the `transformers` port's to within
-# 1e-6, see `tests/test_lxmert.py`), write its pretraining step, pretrain it briefly on synthetic
+# 1e-5, as `tests/test_lxmert.py` asserts), write its pretraining step, pretrain it briefly on synthetic
 # scenes, load a checkpoint pretrained for longer, look at its cross-attention, and fine-tune it for
 # VQA, checking that it really uses the image.
 
