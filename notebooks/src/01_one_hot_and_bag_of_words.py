@@ -238,10 +238,47 @@ check_bag_of_ngrams(my_bag_of_ngrams)
 
 # %% [markdown]
 # ### Open questions
-# 1. The Lee vocabulary keeps words seen at least `min_count` times. What happens to |V|, to the
-#    share of `[UNK]` tokens in a new article, and to the memory of X when you lower it to 1?
-# 2. With bigrams, how could two sentences of different meaning still share a bag? Try to build one.
-# 3. A bag of words ignores order, yet it works well for topic or spam classification. Why might
-#    order matter less there than for a question such as "who arrested whom"?
-# 4. `nn.Embedding` replaces "one-hot, then matrix product". Which gradient rows are non-zero
-#    after one training step on a single sentence?
+# Answer each in the cell that asks it; an instructor grades them by hand.
+
+# %% [markdown] tags=["manual", "points=2"]
+# **Question 1.** The Lee vocabulary keeps words seen at least `min_count` times. What happens to
+# |V|, to the share of `[UNK]` tokens in a new article, and to the memory of X when you lower it to
+# 1?
+#
+# ### BEGIN SOLUTION
+# *Rubric.* |V| grows (every word seen once now gets its own row), the share of `[UNK]` in a new
+# article falls but not to 0 (unseen words remain), and a dense X grows in proportion to |V| (docs x
+# |V| numbers); a sparse X grows only with its non-zeros. Many new rows are words seen once, too
+# rare to learn from.
+# ### END SOLUTION
+
+# %% [markdown] tags=["manual", "points=2"]
+# **Question 2.** With bigrams, how could two sentences of different meaning still share a bag? Try
+# to build one.
+#
+# ### BEGIN SOLUTION
+# *Rubric.* A full answer gives a pair and checks the bigrams. When a word repeats, the stretches
+# between its occurrences can be swapped without changing any bigram: "the cat chased the dog that
+# bit the mouse" and "the dog that bit the cat chased the mouse" have the same bag of bigrams but
+# say different things.
+# ### END SOLUTION
+
+# %% [markdown] tags=["manual", "points=1"]
+# **Question 3.** A bag of words ignores order, yet it works well for topic or spam classification.
+# Why might order matter less there than for a question such as "who arrested whom"?
+#
+# ### BEGIN SOLUTION
+# *Rubric.* Topic and spam are decided mostly by which words occur ("refinance", "goal",
+# "election"), wherever they are. Who did what to whom is carried only by order: "police arrested
+# protesters" and "protesters arrested police" have the same bag.
+# ### END SOLUTION
+
+# %% [markdown] tags=["manual", "points=1"]
+# **Question 4.** `nn.Embedding` replaces "one-hot, then matrix product". Which gradient rows are
+# non-zero after one training step on a single sentence?
+#
+# ### BEGIN SOLUTION
+# *Rubric.* Only the rows of the ids that occur in the sentence (a repeated word's contributions add
+# up); every other row's gradient is exactly 0, as for one-hot times a matrix, whose gradient X^T G
+# is zero outside the words present.
+# ### END SOLUTION

@@ -292,11 +292,47 @@ check_sgns_loss(my_sgns_loss)
 
 # %% [markdown]
 # ### Open questions
-# 1. We kept the centre table as "the" word vectors. Try the context table, or their sum: does the
-#    agreement with gensim change?
-# 2. Raise `window` to 8. Which neighbours change? Small windows are said to favour words of the same
-#    type, large ones words of the same topic: do you see it?
-# 3. Why does the noise distribution use count^0.75 rather than the counts themselves? Set the power
-#    to 1 and to 0 and compare the neighbours of a rare word.
-# 4. The capitals in MiniLM's table are close although the table is never trained on a "capital"
-#    label. Where could this similarity come from?
+# Answer each in the cell that asks it; an instructor grades them by hand.
+
+# %% [markdown] tags=["manual", "points=2"]
+# **Question 1.** We kept the centre table as "the" word vectors. Try the context table, or their
+# sum: does the agreement with gensim change?
+#
+# ### BEGIN SOLUTION
+# *Rubric.* The answer reports the agreement measured for the context table and for the sum next to
+# the centre table's, whatever it is. Both tables are trained by the same centre-context dot
+# products, so each carries the co-occurrence information; the sum (as GloVe uses W + W~) combines
+# the two views.
+# ### END SOLUTION
+
+# %% [markdown] tags=["manual", "points=2"]
+# **Question 2.** Raise `window` to 8. Which neighbours change? Small windows are said to favour
+# words of the same type, large ones words of the same topic: do you see it?
+#
+# ### BEGIN SOLUTION
+# *Rubric.* The answer lists neighbours at window 4 and 8 for a few words. A wider window counts co-
+# occurrence over a longer span, so neighbours tend to move from words of the same kind (same part
+# of speech, interchangeable in a slot) towards words of the same subject; on a small corpus the
+# effect can be weak or noisy, and saying so honestly earns full marks.
+# ### END SOLUTION
+
+# %% [markdown] tags=["manual", "points=2"]
+# **Question 3.** Why does the noise distribution use count^0.75 rather than the counts themselves?
+# Set the power to 1 and to 0 and compare the neighbours of a rare word.
+#
+# ### BEGIN SOLUTION
+# *Rubric.* The power 0.75 flattens the unigram distribution: frequent words are drawn less than
+# their share, rare ones more (Mikolov et al. 2013 found it worked best). Power 1 fills the
+# negatives with function words, so rare words are seldom contrasted; power 0 (uniform) draws rare
+# words as often as "the". The answer reports the rare word's neighbours under each.
+# ### END SOLUTION
+
+# %% [markdown] tags=["manual", "points=1"]
+# **Question 4.** The capitals in MiniLM's table are close although the table is never trained on a
+# "capital" label. Where could this similarity come from?
+#
+# ### BEGIN SOLUTION
+# *Rubric.* From the text alone: capitals occur in similar contexts ("the capital X", "the
+# government in X"), so training on text moves their rows in similar directions (the distributional
+# hypothesis). No label is needed; the similarity is a by-product of predicting words from context.
+# ### END SOLUTION

@@ -373,10 +373,46 @@ check_mask_decisions(my_mask_decisions)
 
 # %% [markdown]
 # ### Open questions
-# 1. The shuffled sentences keep their words. Name two kinds of clue the LSTM could use to spot a
-#    shuffled sentence. How would you test whether it uses the first one?
-# 2. Would a bag of bigrams (notebook 01) with a linear classifier solve the word-order task? What
-#    would that say about "order-blind" models?
-# 3. Why does BERT keep 10% of the chosen tokens unchanged instead of always writing `[MASK]`?
-# 4. Find a word whose two senses MiniLM does *not* separate well. What about its contexts might
-#    explain it?
+# Answer each in the cell that asks it; an instructor grades them by hand.
+
+# %% [markdown] tags=["manual", "points=2"]
+# **Question 1.** The shuffled sentences keep their words. Name two kinds of clue the LSTM could use
+# to spot a shuffled sentence. How would you test whether it uses the first one?
+#
+# ### BEGIN SOLUTION
+# *Rubric.* Clues: which word comes first or last (sentences start with a capitalised determiner or
+# subject, end with a noun and a full stop) and local word pairs that never occur in real text ("the
+# the", a determiner before a verb). Test the first: shuffle the sentences but keep the first (and
+# last) word in place, and see how far the LSTM's accuracy drops.
+# ### END SOLUTION
+
+# %% [markdown] tags=["manual", "points=2"]
+# **Question 2.** Would a bag of bigrams (notebook 01) with a linear classifier solve the word-order
+# task? What would that say about "order-blind" models?
+#
+# ### BEGIN SOLUTION
+# *Rubric.* Largely yes: shuffling creates word pairs real sentences never contain, and a linear
+# classifier on bigram counts can pick them up. So a model blind to global order can still use local
+# order; "order-blind" fits a bag of single words, not a bag of n-grams.
+# ### END SOLUTION
+
+# %% [markdown] tags=["manual", "points=1"]
+# **Question 3.** Why does BERT keep 10% of the chosen tokens unchanged instead of always writing
+# `[MASK]`?
+#
+# ### BEGIN SOLUTION
+# *Rubric.* [MASK] never appears when the model is used, so the model must also represent real
+# tokens well; keeping 10 % unchanged (and replacing 10 % by random words) means any input token
+# might be a target, so the model must keep a good representation of every token (Devlin et al.
+# 2019, section 3.1 and appendix).
+# ### END SOLUTION
+
+# %% [markdown] tags=["manual", "points=1"]
+# **Question 4.** Find a word whose two senses MiniLM does *not* separate well. What about its
+# contexts might explain it?
+#
+# ### BEGIN SOLUTION
+# *Rubric.* The answer names a word and shows its contexts' similarity. Plausible reasons: the two
+# senses' contexts share most words or syntax, one sense is rare in the pretraining text, or the
+# deciding word is absent or far away in a short sentence; MiniLM is also a small model.
+# ### END SOLUTION

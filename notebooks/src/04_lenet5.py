@@ -274,11 +274,38 @@ check_conv_params(my_conv_params)
 
 # %% [markdown]
 # ## Open questions
+# Answer each in the cell that asks it; an instructor grades them by hand.
+
+# %% [markdown] tags=["manual", "points=2"]
+# **Question 1.** C5 is called a convolution but behaves as a fully connected layer here. What would
+# change if the input were 36 x 36 instead of 32 x 32? Which representation would C5 then produce?
 #
-# 1. C5 is called a convolution but behaves as a fully connected layer here. What would change if
-#    the input were 36 x 36 instead of 32 x 32? Which representation would C5 then produce?
-# 2. Pooling makes the representation tolerant to small shifts. Shift a test digit by one or two
-#    pixels and compare its 120-d vectors: how much do they change? What would a vision-language
-#    model lose if it only had this vector and not the maps?
-# 3. The paper's C3 connection table broke the symmetry between maps. Why is that less necessary
-#    with random initialisation and full connections?
+# ### BEGIN SOLUTION
+# *Rubric.* With 36 x 36 input, C1 gives 32, S2 16, C3 12, S4 6, so the 5 x 5 C5 gives a 2 x 2 grid
+# of 120-d vectors: a real convolution again, one vector per (overlapping) image area. F6, a
+# Linear(120, 84), would no longer fit without pooling or flattening to 480 (the package's LeNet5
+# refuses anything but 32 x 32).
+# ### END SOLUTION
+
+# %% [markdown] tags=["manual", "points=2"]
+# **Question 2.** Pooling makes the representation tolerant to small shifts. Shift a test digit by
+# one or two pixels and compare its 120-d vectors: how much do they change? What would a vision-
+# language model lose if it only had this vector and not the maps?
+#
+# ### BEGIN SOLUTION
+# *Rubric.* The answer reports the measured change of the 120-d vector (e.g. its relative distance
+# or cosine) for 1- and 2-pixel shifts: it changes little but is not identical, since pooling gives
+# only approximate invariance. With only this vector a VL model loses where things are: layout,
+# left/right, which part of the image a word refers to.
+# ### END SOLUTION
+
+# %% [markdown] tags=["manual", "points=1"]
+# **Question 3.** The paper's C3 connection table broke the symmetry between maps. Why is that less
+# necessary with random initialisation and full connections?
+#
+# ### BEGIN SOLUTION
+# *Rubric.* LeCun et al. 1998 (section II-B) limited C3's connections to keep their number down and
+# to make the maps differ. With random initialisation each map already starts from different
+# weights, so gradients differ and the maps diverge anyway; identical maps only arise from identical
+# starting weights, and full connections are cheap today.
+# ### END SOLUTION

@@ -351,10 +351,37 @@ check_reduced_conv_params(my_reduced_conv_params)
 
 # %% [markdown]
 # ## Open questions
+# Answer each in the cell that asks it; an instructor grades them by hand.
+
+# %% [markdown] tags=["manual", "points=2"]
+# **Question 1.** AlexNet's first layer uses 11 x 11 filters with stride 4. What receptive field and
+# what parameter count would a VGG-style stack of 3 x 3 layers need to match it?
 #
-# 1. AlexNet's first layer uses 11 x 11 filters with stride 4. What receptive field and what
-#    parameter count would a VGG-style stack of 3 x 3 layers need to match it?
-# 2. A 1 x 1 convolution is a fully connected layer applied at every pixel. Why does that make it
-#    a good place to reduce the number of channels?
-# 3. For a vision-language model, which of these networks' outputs would you use as image features:
-#    the last feature map, or the vector before the classifier? What does each keep?
+# ### BEGIN SOLUTION
+# *Rubric.* Stride-1 3 x 3 layers reach 2n + 1 pixels after n layers, so 5 layers cover 11 x 11
+# (matching stride 4 needs strided layers or pooling). With C channels in and out, 5 layers cost 45
+# C^2 weights against 121 C^2 for one 11 x 11 layer, with 4 more non-linearities. For AlexNet's
+# actual first layer (3 -> 96, 34,848 weights) a 96-wide stack costs more (about 334 k), because its
+# inner layers read 96 channels, not 3.
+# ### END SOLUTION
+
+# %% [markdown] tags=["manual", "points=1"]
+# **Question 2.** A 1 x 1 convolution is a fully connected layer applied at every pixel. Why does
+# that make it a good place to reduce the number of channels?
+#
+# ### BEGIN SOLUTION
+# *Rubric.* A 1 x 1 convolution mixes channels at each pixel with only C_in x C_out weights and no
+# spatial extent, so placed before a 3 x 3 or 5 x 5 convolution it cuts that layer's input channels
+# and its cost, keeping a learned mix of the channels (GoogLeNet's reduction layers, Szegedy et al.
+# 2015, section 4).
+# ### END SOLUTION
+
+# %% [markdown] tags=["manual", "points=1"]
+# **Question 3.** For a vision-language model, which of these networks' outputs would you use as
+# image features: the last feature map, or the vector before the classifier? What does each keep?
+#
+# ### BEGIN SOLUTION
+# *Rubric.* The last feature map is a grid of local descriptors: it keeps where things are, so words
+# can attend to places. The vector before the classifier is one global summary, compact but without
+# layout and shaped by the training classes. VL models want the first (a grid or region features).
+# ### END SOLUTION

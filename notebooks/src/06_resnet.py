@@ -254,10 +254,37 @@ check_shortcut_params(my_shortcut_params)
 
 # %% [markdown]
 # ## Open questions
+# Answer each in the cell that asks it; an instructor grades them by hand.
+
+# %% [markdown] tags=["manual", "points=2"]
+# **Question 1.** The paper's option A pads the shortcut with zero channels instead of projecting
+# it. What does it cost, and what does the extra half of the channels then learn?
 #
-# 1. The paper's option A pads the shortcut with zero channels instead of projecting it. What does
-#    it cost, and what does the extra half of the channels then learn?
-# 2. Remove the batch normalisation from both networks. Does the plain network degrade earlier or
-#    later in depth? What about the residual one?
-# 3. A vision-language model fed with the 7 x 7 grid above sees 49 "visual words". What is lost
-#    compared with region (RoI) features of detected objects, and what is gained?
+# ### BEGIN SOLUTION
+# *Rubric.* Option A (He et al. 2016, section 3.3) is parameter-free: the identity is subsampled and
+# padded with zero channels. Cost: the padded channels have no shortcut, so they get no residual
+# learning and learn only from the residual branch, like a plain layer; the paper found A slightly
+# worse than the projection (option B) for this reason.
+# ### END SOLUTION
+
+# %% [markdown] tags=["manual", "points=2"]
+# **Question 2.** Remove the batch normalisation from both networks. Does the plain network degrade
+# earlier or later in depth? What about the residual one?
+#
+# ### BEGIN SOLUTION
+# *Rubric.* The answer reports the measured losses at each depth. Without batch normalisation a
+# plain network is harder to optimise, so it is expected to degrade at a smaller depth or fail to
+# train; the residual network suffers less because the identity path carries the signal and
+# gradient, though it may still need care at depth.
+# ### END SOLUTION
+
+# %% [markdown] tags=["manual", "points=1"]
+# **Question 3.** A vision-language model fed with the 7 x 7 grid above sees 49 "visual words". What
+# is lost compared with region (RoI) features of detected objects, and what is gained?
+#
+# ### BEGIN SOLUTION
+# *Rubric.* Lost: object boundaries and labels; an object is split over cells or shares one with
+# others, and cells do not match words. Gained: no detector (nothing missed, no fixed class list,
+# trainable end to end, cheaper), background and context are covered, and the grid position gives
+# coarse geometry.
+# ### END SOLUTION

@@ -239,10 +239,37 @@ check_generator_loss(my_generator_loss)
 
 # %% [markdown]
 # ## Open questions
+# Answer each in the cell that asks it; an instructor grades them by hand.
+
+# %% [markdown] tags=["manual", "points=2"]
+# **Question 1.** Train with D's learning rate ten times G's, then ten times smaller. What happens
+# to D's accuracy trace and to the coverage histogram?
 #
-# 1. Train with D's learning rate ten times G's, then ten times smaller. What happens to D's accuracy
-#    trace and to the coverage histogram?
-# 2. Why can the generator's loss go *up* while its samples get better?
-# 3. The classifier we used to measure coverage was trained on the same digits. What would an
-#    unreliable classifier do to these measurements? (FID and Inception Score use an ImageNet
-#    network for the same purpose.)
+# ### BEGIN SOLUTION
+# *Rubric.* The answer shows both traces and histograms. With D much faster, D's accuracy goes
+# towards 100 %, G's signal weakens or oscillates and samples may collapse onto a few digits (a
+# narrower histogram); with D much slower, D's accuracy stays near 50 % without guiding G, and
+# samples stay poor or uneven. What was measured, tied to the balance between the players, is what
+# counts.
+# ### END SOLUTION
+
+# %% [markdown] tags=["manual", "points=1"]
+# **Question 2.** Why can the generator's loss go *up* while its samples get better?
+#
+# ### BEGIN SOLUTION
+# *Rubric.* G's loss is measured against the current D, which keeps improving; a rising loss can
+# mean D got better, not that G got worse. In a two-player game the losses are not a progress
+# measure; a fixed yardstick (the classifier's coverage, a look at samples) is.
+# ### END SOLUTION
+
+# %% [markdown] tags=["manual", "points=1"]
+# **Question 3.** The classifier we used to measure coverage was trained on the same digits. What
+# would an unreliable classifier do to these measurements? (FID and Inception Score use an ImageNet
+# network for the same purpose.)
+#
+# ### BEGIN SOLUTION
+# *Rubric.* An unreliable classifier can label blurry or broken samples confidently, or split
+# ambiguous ones wrongly, so coverage can look better or worse than it is; its errors may line up
+# with G's artefacts. The measurement is only as good as the network: FID and Inception Score
+# inherit ImageNet features, which may not suit digits.
+# ### END SOLUTION

@@ -373,12 +373,50 @@ print(f"notebook body ran in {elapsed:.1f} s")
 
 # %% [markdown]
 # ## Open questions
-# 1. A region token comes with the detector's class distribution. What does a VL model lose if the
-#    detector misses an object that the caption mentions? What does a patch model lose instead?
-# 2. The two dual-stream masks tile the single-stream mask. Why might a dual-stream model still
-#    behave differently after the same amount of training? Think of parameters per modality and of
-#    where the first cross-modal interaction happens.
-# 3. Our aligner used the detector's labels. Which pretraining task of the next notebooks would let a
-#    model learn the phrase-region binding without any labels on the regions?
-# 4. Why must a hard negative differ in exactly one thing and be *false*? What would a model learn
-#    from negatives that are random captions of other images?
+# Answer each in the cell that asks it; an instructor grades them by hand.
+
+# %% [markdown] tags=["manual", "points=2"]
+# **Question 1.** A region token comes with the detector's class distribution. What does a VL model
+# lose if the detector misses an object that the caption mentions? What does a patch model lose
+# instead?
+#
+# ### BEGIN SOLUTION
+# *Rubric.* With regions: a missed object has no token, so the mentioned word cannot be grounded and
+# the model can only guess from context; the detector's class list also limits what exists. With
+# patches every pixel is there, but there are no object boundaries or labels: the model must learn
+# objectness and grouping itself, and an object may be split over patches or be smaller than one.
+# ### END SOLUTION
+
+# %% [markdown] tags=["manual", "points=2"]
+# **Question 2.** The two dual-stream masks tile the single-stream mask. Why might a dual-stream
+# model still behave differently after the same amount of training? Think of parameters per modality
+# and of where the first cross-modal interaction happens.
+#
+# ### BEGIN SOLUTION
+# *Rubric.* The attention pattern matches, but the dual-stream model has separate weights per
+# modality (more parameters, each stream specialised) and the first cross-modal exchange happens
+# only at the co-/cross-attention layers, possibly after several single-modality layers; the single-
+# stream model mixes from layer 1 with shared weights. Different parameters and depth of fusion give
+# different training.
+# ### END SOLUTION
+
+# %% [markdown] tags=["manual", "points=1"]
+# **Question 3.** Our aligner used the detector's labels. Which pretraining task of the next
+# notebooks would let a model learn the phrase-region binding without any labels on the regions?
+#
+# ### BEGIN SOLUTION
+# *Rubric.* Masked language modelling with the image (a masked colour or object word can only be
+# recovered by finding its region) and image-text matching; both learn the binding from image-
+# caption pairs alone, with no label on any region.
+# ### END SOLUTION
+
+# %% [markdown] tags=["manual", "points=1"]
+# **Question 4.** Why must a hard negative differ in exactly one thing and be *false*? What would a
+# model learn from negatives that are random captions of other images?
+#
+# ### BEGIN SOLUTION
+# *Rubric.* Differing in one thing, the only way to reject it is to check that detail against the
+# image, which forces fine grounding; if it were true, the label would be wrong. Random captions of
+# other images differ in many words, so a model can reject them by coarse cues (an absent object or
+# colour) without binding attributes to objects.
+# ### END SOLUTION

@@ -681,15 +681,53 @@ check_negative_sampler(negative_sampler)
 
 # %% [markdown]
 # ## Open questions
+# Answer each in the cell that asks it; an instructor grades them by hand.
+
+# %% [markdown] tags=["manual", "points=2"]
+# **Question 1.** ViLBERT zeroes 90 % of the selected regions but never replaces them by another
+# region's feature; LXMERT does (10 %). What would the model learn to exploit if *no* selected
+# region were ever kept or replaced?
 #
-# 1. ViLBERT zeroes 90 % of the selected regions but never replaces them by another region's feature;
-#    LXMERT does (10 %). What would the model learn to exploit if *no* selected region were ever kept
-#    or replaced?
-# 2. LXMERT's object loss counts *every* box, weighted by the detector's confidence, not only the
-#    masked ones. What does the model learn from the unmasked boxes, and why might that be a useful
-#    regulariser (airsplay/lxmert#19)?
-# 3. ViLBERT's loaders divide the sum of the masked region features by the number of regions left
-#    unmasked; this notebook divides by the number of real regions. What does each choice tell the
-#    model about the masking, and could a model exploit it?
-# 4. Random negatives are easy: most swapped captions mention a colour or shape absent from the image.
-#    How would hard negatives (`ds.negatives`: one changed word) change what the matching head must learn?
+# ### BEGIN SOLUTION
+# *Rubric.* That the loss positions are exactly the zeroed ones: a zero feature marks a target, and
+# the model could treat any real feature as "nothing to predict", copying or ignoring visible
+# regions rather than building representations that check them. Keeping or replacing some selected
+# regions (as BERT does for words) makes any region a possible target; also no region is ever zero
+# at fine-tuning.
+# ### END SOLUTION
+
+# %% [markdown] tags=["manual", "points=2"]
+# **Question 2.** LXMERT's object loss counts *every* box, weighted by the detector's confidence,
+# not only the masked ones. What does the model learn from the unmasked boxes, and why might that be
+# a useful regulariser (airsplay/lxmert#19)?
+#
+# ### BEGIN SOLUTION
+# *Rubric.* An unmasked box's label can be read from its own feature, so the loss teaches the model
+# to keep each object's identity through the layers above (an auxiliary classification on every
+# output), weighted down where the detector is unsure. It acts as a regulariser by anchoring the
+# visual outputs to the detector's classes and adding many supervised positions per batch.
+# ### END SOLUTION
+
+# %% [markdown] tags=["manual", "points=2"]
+# **Question 3.** ViLBERT's loaders divide the sum of the masked region features by the number of
+# regions left unmasked; this notebook divides by the number of real regions. What does each choice
+# tell the model about the masking, and could a model exploit it?
+#
+# ### BEGIN SOLUTION
+# *Rubric.* Dividing by the unmasked count makes the global token the mean of the visible regions,
+# whose scale says nothing of the masking; dividing by all real regions shrinks it as more regions
+# are masked, so its scale tells the model roughly how many were masked (not which, nor their
+# content, as the notebook checks). A model could use that count, but no hidden feature leaks either
+# way.
+# ### END SOLUTION
+
+# %% [markdown] tags=["manual", "points=1"]
+# **Question 4.** Random negatives are easy: most swapped captions mention a colour or shape absent
+# from the image. How would hard negatives (`ds.negatives`: one changed word) change what the
+# matching head must learn?
+#
+# ### BEGIN SOLUTION
+# *Rubric.* With one word changed (often to a colour or shape present on another object), the head
+# can no longer reject a caption by spotting an absent word; it must bind each word to the right
+# region and check the changed word there: finer grounding, a harder task.
+# ### END SOLUTION

@@ -366,13 +366,42 @@ print(f"total time {time.perf_counter() - T0:.0f} s")
 # %% [markdown]
 # **Reading the numbers.** Both models learn the question priors, far above the majority answer;
 # the margin between the two is what the image adds.
-#
+
+# %% [markdown]
 # ## Open questions
+# Answer each in the cell that asks it; an instructor grades them by hand.
+
+# %% [markdown] tags=["manual", "points=2"]
+# **Question 1.** VisualBERT gives every region the same position id. What does that make the model
+# invariant to, and how did we work around the missing box geometry? How do LXMERT and VL-BERT
+# encode boxes?
 #
-# * VisualBERT gives every region the same position id. What does that make the model invariant
-#   to, and how did we work around the missing box geometry? How do LXMERT and VL-BERT encode boxes?
-# * The matching task here swaps whole captions. Why might hard negatives (a caption that differs in
-#   one colour word, `st.ds.negatives`) teach the model more about grounding words in regions?
-# * Fine-tune a *fresh* model (`sm.qa_model()`, then `run.finetune_vqa` and `run.evaluate_vqa` from
-#   `vlp_course.recipes.run`, without `run.transfer_pretrained`) for the same number of steps. How much of
-#   the margin comes from pretraining?
+# ### BEGIN SOLUTION
+# *Rubric.* Every region sharing one position id makes the model indifferent to the order of the
+# regions (permuting them permutes the outputs) and blind to their place. We appended the normalised
+# box (x1, y1, x2, y2) / image size to each feature (F + 4). LXMERT embeds the box with its own
+# Linear + LayerNorm, averaged with the feature's; VL-BERT concatenates a sine-cosine embedding of
+# the box with the appearance feature before a linear layer.
+# ### END SOLUTION
+
+# %% [markdown] tags=["manual", "points=1"]
+# **Question 2.** The matching task here swaps whole captions. Why might hard negatives (a caption
+# that differs in one colour word, `st.ds.negatives`) teach the model more about grounding words in
+# regions?
+#
+# ### BEGIN SOLUTION
+# *Rubric.* A swapped caption usually names objects or colours absent from the image, so word
+# overlap suffices. A caption differing in one colour word matches everything else, so the model
+# must bind that word to the right region to reject it.
+# ### END SOLUTION
+
+# %% [markdown] tags=["manual", "points=2"]
+# **Question 3.** Fine-tune a *fresh* model (`sm.qa_model()`, then `run.finetune_vqa` and
+# `run.evaluate_vqa` from `vlp_course.recipes.run`, without `run.transfer_pretrained`) for the same
+# number of steps. How much of the margin comes from pretraining?
+#
+# ### BEGIN SOLUTION
+# *Rubric.* The answer reports the fresh model's VQA accuracy after the same number of steps beside
+# the transferred one; the difference is what pretraining adds at this budget. One seed is noisy, so
+# a careful answer repeats with a few seeds.
+# ### END SOLUTION

@@ -350,11 +350,37 @@ print(f"total time {time.perf_counter() - T0:.0f} s")
 
 # %% [markdown]
 # ## Open questions
+# Answer each in the cell that asks it; an instructor grades them by hand.
+
+# %% [markdown] tags=["manual", "points=2"]
+# **Question 1.** The cross-modality layer uses one attention module for both directions. What does
+# sharing save, and what might it cost? (ViLBERT's co-attention keeps two.)
 #
-# * The cross-modality layer uses one attention module for both directions. What does sharing save,
-#   and what might it cost? (ViLBERT's co-attention keeps two.)
-# * The label losses are computed on *every* object, weighted by the detector's confidence, not only
-#   on masked ones (`label_weighting="confidence"`, as in the original). What can the model learn
-#   from an unmasked object's label, and why might this act as a regulariser?
-# * The language encoder never sees the image. Which questions could the language stream alone
-#   already route correctly before the cross layers?
+# ### BEGIN SOLUTION
+# *Rubric.* Sharing saves a full set of query/key/value/output weights per cross layer and makes
+# both directions use one space, a regulariser when data are few. Cost: the same projections must
+# serve language -> vision and vision -> language queries although the two streams' states differ,
+# so neither direction can specialise.
+# ### END SOLUTION
+
+# %% [markdown] tags=["manual", "points=2"]
+# **Question 2.** The label losses are computed on *every* object, weighted by the detector's
+# confidence, not only on masked ones (`label_weighting="confidence"`, as in the original). What can
+# the model learn from an unmasked object's label, and why might this act as a regulariser?
+#
+# ### BEGIN SOLUTION
+# *Rubric.* An unmasked object's label is readable from its own feature, so the loss makes every
+# output keep its object's identity through the cross layers (an auxiliary classification on each
+# object), down-weighted where the detector is unsure. This anchors the visual outputs and adds many
+# supervised positions, which limits drift.
+# ### END SOLUTION
+
+# %% [markdown] tags=["manual", "points=1"]
+# **Question 3.** The language encoder never sees the image. Which questions could the language
+# stream alone already route correctly before the cross layers?
+#
+# ### BEGIN SOLUTION
+# *Rubric.* Those whose type fixes the answer set or a strong prior: the question word tells colour,
+# shape, count or yes/no apart, and a biased answer can be guessed. Which colour or how many needs
+# the image; the notebook's question-only baseline measures how much the question alone gives.
+# ### END SOLUTION

@@ -394,10 +394,36 @@ check_layer_schedule(schedule)
 
 # %% [markdown]
 # ## Open questions
+# Answer each in the cell that asks it; an instructor grades them by hand.
+
+# %% [markdown] tags=["manual", "points=2"]
+# **Question 1.** The text stream starts from six BERT layers before any Co-TRM, the visual stream
+# from none. Why might the authors have put the co-attention late in the text stream and early in
+# the visual one?
 #
-# 1. The text stream starts from six BERT layers before any Co-TRM, the visual stream from none. Why might
-#    the authors have put the co-attention late in the text stream and early in the visual one?
-# 2. The masked-region loss divides by the number of masked regions. What happens in the original code
-#    when a batch has none, and how does `region_kl_loss` avoid it?
-# 3. NLVR2 encodes each image separately with the same sentence and concatenates the two fused vectors
-#    (`ViLBERTForVLTasks.nlvr2`). What can this design not see that a single pass over both images could?
+# ### BEGIN SOLUTION
+# *Rubric.* The region features come from a deep detector and are already high-level, so they need
+# little extra processing before the exchange, while the text starts from word pieces and benefits
+# from BERT's pretrained layers building context first (Lu et al. 2019, section 3).
+# ### END SOLUTION
+
+# %% [markdown] tags=["manual", "points=1"]
+# **Question 2.** The masked-region loss divides by the number of masked regions. What happens in
+# the original code when a batch has none, and how does `region_kl_loss` avoid it?
+#
+# ### BEGIN SOLUTION
+# *Rubric.* The original divides the summed KL by the number of masked regions, 0, giving NaN loss
+# and NaN gradients that spoil the weights (vilbert-multi-task issue 28); `region_kl_loss` returns 0
+# with finite gradients when no region is masked.
+# ### END SOLUTION
+
+# %% [markdown] tags=["manual", "points=1"]
+# **Question 3.** NLVR2 encodes each image separately with the same sentence and concatenates the
+# two fused vectors (`ViLBERTForVLTasks.nlvr2`). What can this design not see that a single pass
+# over both images could?
+#
+# ### BEGIN SOLUTION
+# *Rubric.* No attention between the two images: each pass sees one image, and only the classifier
+# on the two pooled vectors compares them, so fine comparisons (more X on the left than on the
+# right, matching or counting objects across the pair) must pass through two summary vectors.
+# ### END SOLUTION

@@ -355,9 +355,36 @@ check_vlbert_layout(layout)
 
 # %% [markdown]
 # ## Open questions
+# Answer each in the cell that asks it; an instructor grades them by hand.
+
+# %% [markdown] tags=["manual", "points=1"]
+# **Question 1.** Why give every [IMG] token the same position id, while words get increasing ones?
 #
-# 1. Why give every [IMG] token the same position id, while words get increasing ones?
-# 2. The visual LayerNorms start at weight 0. What would go wrong in the first steps if they started at 1,
-#    with a BERT-initialised text side?
-# 3. VL-BERT dropped the image–text matching task. The course's ViLBERT notebook keeps it. What makes a
-#    matching task useful or harmful, given how its negatives are drawn?
+# ### BEGIN SOLUTION
+# *Rubric.* Regions form a set, not a sequence: one shared id makes the model indifferent to their
+# order, while words need increasing ids because their order carries meaning. Region geometry is
+# given separately, by the box embedding.
+# ### END SOLUTION
+
+# %% [markdown] tags=["manual", "points=2"]
+# **Question 2.** The visual LayerNorms start at weight 0. What would go wrong in the first steps if
+# they started at 1, with a BERT-initialised text side?
+#
+# ### BEGIN SOLUTION
+# *Rubric.* At 0 the visual embeddings start at zero, so the untrained model is exactly BERT and its
+# text side keeps BERT's inputs. At 1 the randomly initialised visual embeddings would be added at
+# full scale (also to the words' tokens, which carry the whole image's visual feature), disturbing
+# the pretrained representations and giving large, noisy gradients before the visual side has
+# learned anything.
+# ### END SOLUTION
+
+# %% [markdown] tags=["manual", "points=1"]
+# **Question 3.** VL-BERT dropped the image–text matching task. The course's ViLBERT notebook keeps
+# it. What makes a matching task useful or harmful, given how its negatives are drawn?
+#
+# ### BEGIN SOLUTION
+# *Rubric.* Matching helps only if its negatives require grounding (one changed detail); with random
+# captions it is easy and partly noisy (a random caption may fit), and it trains a pair-level
+# decision the other tasks do not need. VL-BERT's authors report that removing it improved
+# downstream results; the course's ViLBERT keeps it, as the original did.
+# ### END SOLUTION
