@@ -567,15 +567,16 @@ for name, m in matchers.items():
 whole, control = (match_hists[n].smoothed("itm", 20)[-1] for n in matchers)
 assert whole < math.log(2) - 0.2 and whole < control - 0.2, f"matching loss: whole-scene {whole:.3f}, control {control:.3f}"
 if (CFG["steps"], CFG["hidden"], CFG["seed"]) == (220, 64, 0):  # the text below describes the default run
-    assert control > math.log(2) - 0.03, f"the control left chance ({control:.3f}); the text assumes the default CFG"
+    assert control > math.log(2) - 0.1, f"the control fell well below chance ({control:.3f}); the text assumes the default CFG"
 trained_whole = match_acc["whole-scene caption"]
 assert trained_whole[0] > 0.75 and 0.55 < trained_whole[None] < trained_whole[0], match_acc
 
 # %% [markdown]
 # With whole-scene captions the loss leaves ln 2 soon after the warm-up and the head judges pairs of
 # scenes it has never seen. With a random caption of the five, the same model, steps and settings stay
-# at chance in this run (with other `CFG` values the control can start to learn too, later): so it was
-# not only the share of the gradient that held matching back, but what the captions tell. The head
+# near chance in this run (the printed loss: a few hundredths below ln 2, against several tenths for
+# whole-scene captions; with other `CFG` values the control can learn more): so it was not only the
+# share of the gradient that held matching back, but what the captions tell. The head
 # trained on whole-scene captions also does better than chance on a random one of the five captions
 # (one in five of them whole-scene), but less well: short captions hold less evidence, some of their
 # "negatives" are true, and the head never saw them in this run.
