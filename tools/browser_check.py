@@ -10,8 +10,8 @@ What it does, as a learner would:
      made by ``tools/notebooks.py``; so the committed notebook gets no outputs), runs all cells from the
      Run menu, waits for the last one, and fails if a cell shows an error or
      did not run; the saved copy is checked too (no ``error`` output, every code cell executed);
-  3. changes the widgets of the masking explorer (notebook 9: the scheme drop-down, then the
-     probability slider) and fails unless the explorer's printed output changes to the new scheme
+  3. changes the controls of the masking explorer (notebook 9, ``vlp_course.viz.explore``: the
+     scheme drop-down, then the probability slider) and fails unless the explorer's printed output changes to the new scheme
      and probability;
   4. opens two pages of the built site (the index and the notebook's page) from the files and fails
      on a page without its title, an image that did not load, or a resource the browser could not load.
@@ -233,10 +233,13 @@ def check_notebook(driver, base: str, token: str, workdir: Path, copy: Path, tim
         raise CheckFailed(f"code cell(s) {errors} show an error: {cells[errors[0]]['text']}")
     log(f"all {len(cells)} code cells ran in {ran:.1f} s, none shows an error")
 
-    # the masking explorer: interact() with a drop-down, two sliders and an output area
-    box = wait_for(driver, "the widget (.widget-interact)", lambda: driver.find_element(By.CSS_SELECTOR, ".widget-interact"), 30)
+    # the masking explorer (vlp_course.viz.explore): the cell's first output is the drawn state, and a
+    # row of controls (a drop-down, sliders) under it redraws that output in place
+    box = wait_for(driver, "the explorer's controls (a code cell with a .widget-hbox holding a drop-down)",
+                   lambda: driver.find_element(By.XPATH, "//div[contains(@class, 'jp-CodeCell')]"
+                                               "[.//div[contains(@class, 'widget-hbox')]//select]"), 30)
     driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", box)
-    output = lambda: box.find_element(By.CSS_SELECTOR, ".widget-output").text  # noqa: E731
+    output = lambda: box.find_element(By.CSS_SELECTOR, ".jp-OutputArea-output").text  # noqa: E731
     before = wait_for(driver, "the explorer's first output", lambda: output().strip(), 30)
     box.screenshot(str(OUT / "widget-before.png"))
     select = Select(box.find_element(By.CSS_SELECTOR, "select"))
