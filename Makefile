@@ -44,7 +44,7 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -c constraints.txt -e ".[lab,test,site]"
+	$(BIN)/python -m pip install -c constraints.txt -e ".[lab,test]"
 	@touch $(STAMP)
 
 # JupyterLab on the learner's own copies ($(WORK)/), opened on the index.
@@ -125,18 +125,25 @@ clean:
 # executed notebooks in build/executed/ (executing only those that are missing or stale), then
 # checked offline: every notebook's page, every image, every internal link (tools/course_site.py).
 .PHONY: site site-check browser-test
+# The site's own tools (Sphinx, myst-nb, selenium: the `site` extra; their pins need Python 3.11+),
+# installed on first use so that `make lab` stays as light as it was and works on Python 3.10.
+SITE_STAMP := $(VENV)/.installed-site
 
-site: venv
+$(SITE_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -c constraints.txt -e ".[lab,test,site]"
+	@touch $(SITE_STAMP)
+
+site: $(SITE_STAMP)
 	$(BIN)/python tools/course_site.py build
 
 # In make test: only from the copies notebooks-run executed (never runs a notebook a second time).
-site-check: venv
+site-check: $(SITE_STAMP)
 	$(BIN)/python tools/course_site.py build --no-execute
 
 # JupyterLab (as `make lab` starts it) and the site in headless Chromium: runs notebook 9's solved
 # copy, changes its widget, opens two site pages; screenshots in build/browser/. Installs Debian's
 # chromium and chromium-driver when missing (as root, as CI runs).
-browser-test: venv
+browser-test: $(SITE_STAMP)
 	@test -f build/site/html/index.html || $(MAKE) --no-print-directory site
 	@command -v chromedriver >/dev/null || { test "$$(id -u)" = 0 && apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }
