@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 __all__ = ["ExerciseFailed", "Exercise", "compare", "run_cases", "run_exercise", "passed", "load_answers",
-           "encode", "decode", "ANSWERS_DIR"]
+           "encode", "decode", "ANSWERS_DIR", "randomize"]
 
 ANSWERS_DIR = Path(__file__).resolve().parent / "answers"
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -248,6 +248,16 @@ def load_answers(part: str) -> dict[str, dict]:
 
 class _WholeModuleCalled(Exception):
     pass
+
+
+def randomize(module: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Every parameter random (LayerNorm weights around 1), so no check passes on zeros and ones; eval mode."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            ln = name.endswith(("LayerNorm.weight", "layer_norm.weight"))
+            p.copy_(torch.randn(p.shape, generator=g) * 0.3 + (1.0 if ln else 0.0))
+    return module.eval()
 
 
 def _block_forward(module: torch.nn.Module) -> None:

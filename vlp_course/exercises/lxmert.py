@@ -13,19 +13,9 @@ from typing import Callable
 
 import torch
 
-from vlp_course.exercises import Exercise, run_exercise
+from vlp_course.exercises import Exercise, randomize, run_exercise
 
 __all__ = ["check_object_embedding", "check_cross_modality_layer", "EXERCISES"]
-
-
-def _randomize(module: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """Every parameter random (LayerNorm weights around 1), so no check passes on zeros and ones."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            ln = name.endswith(("LayerNorm.weight", "layer_norm.weight"))
-            p.copy_(torch.randn(p.shape, generator=g) * 0.3 + (1.0 if ln else 0.0))
-    return module.eval()
 
 
 def _lxmert_config(D: int, F: int):
@@ -41,7 +31,7 @@ def _object_cases():
 
     cases = []
     for seed, (B, N, F, D) in enumerate([(2, 3, 6, 8), (1, 1, 4, 4), (3, 5, 10, 6)]):
-        enc = _randomize(VisualFeatEncoder(_lxmert_config(D, F)), seed)
+        enc = randomize(VisualFeatEncoder(_lxmert_config(D, F)), seed)
         g = torch.Generator().manual_seed(50 + seed)
         xy = torch.rand(B, N, 2, generator=g) * 0.5
         boxes = torch.cat([xy, xy + torch.rand(B, N, 2, generator=g) * 0.5], -1)
@@ -54,7 +44,7 @@ def _cross_cases():
 
     cases = []
     for seed, (B, T, N, D) in enumerate([(2, 5, 3, 8), (3, 4, 6, 6), (1, 2, 1, 4)]):
-        layer = _randomize(LxmertXLayer(_lxmert_config(D, 4)), seed)
+        layer = randomize(LxmertXLayer(_lxmert_config(D, 4)), seed)
         g = torch.Generator().manual_seed(70 + seed)
         lang, visn = torch.randn(B, T, D, generator=g), torch.randn(B, N, D, generator=g)
         lmask, vmask = torch.ones(B, T, dtype=torch.long), torch.ones(B, N, dtype=torch.long)
