@@ -85,7 +85,8 @@ def check_manifest(folder) -> dict | None:
         for f, digest in man["files"].items():
             if sha256_file(folder / f) != digest:
                 return None
-    except (FileNotFoundError, KeyError, json.JSONDecodeError, TypeError):
+    except (OSError, KeyError, ValueError, TypeError, AttributeError):
+        # missing or unreadable files, bytes that are not UTF-8 JSON (ValueError covers both), a wrong layout
         return None
     return man.get("meta", {})
 

@@ -9,11 +9,15 @@ questions and their soft scores, plus the pretraining and VQA batch samplers of 
     b = st.pretrain_batch(step=0, batch_size=64)   # captions, half swapped (is_matched); unmasked
     b = st.vqa_batch(step=0, batch_size=64)        # questions and (B, A) soft scores
 
-**Region features.** The notebooks use *oracle* region features: per ground-truth object, the
-one-hot shape, colour and size plus Gaussian noise (a near-perfect detector; training the course's
-CNN detector stand-in from an empty cache costs minutes). The "detector" class distribution over
-shapes is the softmax of noisy one-hot scores, its top label the detected label (as the
-bottom-up Faster R-CNN's class scores are for LXMERT and ViLBERT).
+**Region features.** As the 2019 models read them: every scene image goes through the course's
+stand-in detector (:mod:`vlp_course.data.detector`, the shipped ``scene_detector.safetensors``); per
+object box it gives a D = 128 appearance vector (RoIAlign on its feature map, then the box head), its
+class distribution over the shapes and its attribute distribution over the colours (the targets
+of the masked-region objectives, as the bottom-up Faster R-CNN's scores are for LXMERT, ViLBERT and
+VL-BERT), and the feature of the whole-image box. They are extracted once per dataset and detector
+and cached with their SHA-256 (:func:`detector_regions`). ``features="oracle"`` gives instead the
+*oracle* features kept as a named comparison: per object the one-hot shape, colour and size plus
+Gaussian noise, and a softmax of noisy one-hot class scores (:func:`oracle_regions`).
 
 Shapes: I images, N regions per image (padded), F feature width, C captions, Q questions,
 T text tokens, A answers, B batch.
@@ -21,7 +25,8 @@ T text tokens, A answers, B batch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -35,10 +40,12 @@ from vlp_course.pretraining.losses import IGNORE_INDEX
 from vlp_course.pretraining.matching import sample_matching
 from vlp_course.text.vocab import CLS, MASK, PAD, SEP, UNK, Vocabulary, tokenize
 
-__all__ = ["FEATURE_WIDTH", "SceneTensors", "build_scene_tensors", "oracle_regions"]
+__all__ = ["FEATURE_WIDTH", "FEATURES", "SceneTensors", "build_scene_tensors", "detector_regions", "oracle_regions"]
 
-#: F: one-hot shape (6) + colour (7) + size (3).
+#: F of the oracle features: one-hot shape (6) + colour (7) + size (2). (The detector's is its ``dim``, 128.)
 FEATURE_WIDTH = len(SHAPES) + len(COLORS) + len(SIZES)
+#: Where region features come from: the stand-in detector (the default) or the oracle comparison.
+FEATURES = ("detector", "oracle")
 SPECIALS = (PAD, UNK, CLS, SEP, MASK)
 
 
@@ -49,7 +56,9 @@ def oracle_regions(scenes: Sequence, noise: float, generator: torch.Generator, m
         dict with ``feats`` (I, N, F) float, ``boxes`` (I, N, 4) pixel (x1, y1, x2, y2), padding
         rows (0, 0, 1, 1), ``region_mask`` (I, N) long, ``shape_labels`` / ``color_labels`` /
         ``size_labels`` (I, N) long with -100 on padding, ``det_probs`` (I, N, |SHAPES|) and
-        ``det_labels`` (I, N) (the detector's distribution and top label; -100 on padding).
+        ``det_labels`` (I, N) (the detector's distribution and top label; -100 on padding),
+        ``attr_probs`` (I, N, |COLORS|) and ``attr_labels`` (I, N) (the same for the colour), and
+        ``image_feats`` (I, F) the whole image's feature (here the mean of its regions').
 
     Raises:
         ValueError: if ``noise`` < 0 or a scene has no object.
@@ -63,8 +72,10 @@ def oracle_regions(scenes: Sequence, noise: float, generator: torch.Generator, m
         "boxes": torch.tensor([0.0, 0.0, 1.0, 1.0]).repeat(I, n_max, 1),
         "region_mask": torch.zeros(I, n_max, dtype=torch.long),
         "det_probs": torch.zeros(I, n_max, len(SHAPES)),
+        "attr_probs": torch.zeros(I, n_max, len(COLORS)),
+        "image_feats": torch.zeros(I, FEATURE_WIDTH),
     }
-    for k in ("shape_labels", "color_labels", "size_labels", "det_labels"):
+    for k in ("shape_labels", "color_labels", "size_labels", "det_labels", "attr_labels"):
         out[k] = torch.full((I, n_max), IGNORE_INDEX, dtype=torch.long)
     for i, sc in enumerate(scenes):
         n = min(len(sc.objects), n_max)
@@ -79,7 +90,125 @@ def oracle_regions(scenes: Sequence, noise: float, generator: torch.Generator, m
         scores = 4.0 * torch.eye(len(SHAPES))[sh] + torch.randn(n, len(SHAPES), generator=generator)
         out["det_probs"][i, :n] = scores.softmax(-1)
         out["det_labels"][i, :n] = out["det_probs"][i, :n].argmax(-1)
+        out["attr_probs"][i, :n] = (4.0 * torch.eye(len(COLORS))[co]
+                                    + torch.randn(n, len(COLORS), generator=generator)).softmax(-1)
+        out["attr_labels"][i, :n] = out["attr_probs"][i, :n].argmax(-1)
+        out["image_feats"][i] = out["feats"][i, :n].mean(0)
     return out
+
+
+def _detector_digest(detector) -> str:
+    """SHA-256 of the detector's weights (the cache key of the features it extracts)."""
+    h = hashlib.sha256()
+    for k, v in sorted(detector.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+@torch.no_grad()
+def _extract(detector, images: np.ndarray, boxes: list[Tensor], batch_size: int = 256) -> dict[str, list[Tensor]]:
+    """Run the detector on (I, S, S, 3) uint8 images with per-image (N_i, 4) normalised boxes; per image
+    the whole-image box first: lists of ``features`` (1 + N_i, D), ``class_probs``, ``attr_probs``."""
+    from vlp_course.data.detector import images_to_tensor
+
+    detector.eval()
+    dev = next(detector.parameters()).device
+    whole = torch.tensor([[0.0, 0.0, 1.0, 1.0]])
+    out: dict[str, list[Tensor]] = {"features": [], "class_probs": [], "attr_probs": []}
+    S = images.shape[1]
+    for start in range(0, len(images), batch_size):
+        part = [torch.cat([whole, b]).to(dev) for b in boxes[start:start + batch_size]]
+        feats = detector.region_features(detector.feature_map(images_to_tensor(images[start:start + batch_size]).to(dev)),
+                                         part, (S, S))  # (sum(1 + N_i), D)
+        cls, att = detector.cls_head(feats).softmax(-1), detector.attr_head(feats).softmax(-1)
+        sizes = [len(b) for b in part]
+        for name, t in (("features", feats), ("class_probs", cls), ("attr_probs", att)):
+            out[name] += [x.float().cpu() for x in t.split(sizes)]
+    return out
+
+
+def detector_regions(scenes, detector=None, max_regions: int | None = None, *, cache: bool = True) -> dict[str, Tensor]:
+    """Region inputs of a list of scenes as the stand-in detector sees them (the module docstring).
+
+    The boxes are the scenes' object boxes (the scenes have no clutter, so a detector's proposals
+    would be these boxes); for each the detector gives its appearance vector, its class distribution
+    over :data:`SHAPES` and its attribute distribution over :data:`COLORS`.
+
+    Args:
+        scenes: a :class:`~vlp_course.data.scenes.SceneSet` (or a list of scenes).
+        detector: a :class:`~vlp_course.data.detector.SceneDetector`; default the shipped one
+            (:func:`~vlp_course.data.detector.load_detector`).
+        cache: keep the result in ``cache_dir()/scene-regions-<key>/`` (safetensors and a manifest with
+            its SHA-256; the key hashes the scenes' images and boxes and the detector's weights).
+
+    Returns:
+        the dict of :func:`oracle_regions`, with ``feats`` (I, N, D) the detector's appearance vectors,
+        ``det_probs`` / ``det_labels`` its shape distribution and top shape, ``attr_probs`` /
+        ``attr_labels`` its colour distribution and top colour, ``image_feats`` (I, D) the feature of the
+        whole-image box; ``shape_labels`` / ``color_labels`` / ``size_labels`` stay the ground truth.
+
+    Raises:
+        ValueError: if a scene has no object.
+    """
+    from vlp_course.boxes import normalize
+    from vlp_course.checkpoints import load_safetensors, save_safetensors
+    from vlp_course.data.detector import load_detector
+    from vlp_course.files import cache_dir, check_manifest, write_manifest
+
+    scenes = list(scenes)
+    for i, sc in enumerate(scenes):
+        if len(sc.objects) == 0:
+            raise ValueError(f"scene {i} has no object")
+    detector = detector if detector is not None else load_detector()
+    n_max = max_regions or max(len(sc.objects) for sc in scenes)
+    images = np.stack([sc.image for sc in scenes])  # (I, S, S, 3) uint8
+    pixel_boxes = [torch.as_tensor(sc.boxes()[:n_max], dtype=torch.float32) for sc in scenes]
+    h = hashlib.sha256(images.tobytes())
+    for b in pixel_boxes:
+        h.update(b.numpy().tobytes())
+    h.update(_detector_digest(detector).encode())
+    h.update(f"n_max={n_max};v1".encode())
+    folder = cache_dir() / f"scene-regions-{h.hexdigest()[:16]}"
+    if cache and check_manifest(folder) is not None:
+        try:
+            return load_safetensors(folder / "regions.safetensors")
+        except (OSError, ValueError):
+            pass
+    I, S = len(scenes), images.shape[1]
+    ext = _extract(detector, images, [normalize(b, S, S) for b in pixel_boxes])
+    D = ext["features"][0].shape[1]
+    out = {
+        "feats": torch.zeros(I, n_max, D),
+        "boxes": torch.tensor([0.0, 0.0, 1.0, 1.0]).repeat(I, n_max, 1),
+        "region_mask": torch.zeros(I, n_max, dtype=torch.long),
+        "det_probs": torch.zeros(I, n_max, len(SHAPES)),
+        "attr_probs": torch.zeros(I, n_max, len(COLORS)),
+        "image_feats": torch.stack([f[0] for f in ext["features"]]),  # (I, D) the whole-image box
+    }
+    for k in ("shape_labels", "color_labels", "size_labels", "det_labels", "attr_labels"):
+        out[k] = torch.full((I, n_max), IGNORE_INDEX, dtype=torch.long)
+    for i, sc in enumerate(scenes):
+        n = len(pixel_boxes[i])
+        out["feats"][i, :n] = ext["features"][i][1:]
+        out["boxes"][i, :n] = pixel_boxes[i]
+        out["region_mask"][i, :n] = 1
+        for k, a in (("shape_labels", sc.labels()), ("color_labels", sc.color_labels()), ("size_labels", sc.size_labels())):
+            out[k][i, :n] = torch.as_tensor(a[:n], dtype=torch.long)
+        out["det_probs"][i, :n] = ext["class_probs"][i][1:]
+        out["attr_probs"][i, :n] = ext["attr_probs"][i][1:]
+        out["det_labels"][i, :n] = out["det_probs"][i, :n].argmax(-1)
+        out["attr_labels"][i, :n] = out["attr_probs"][i, :n].argmax(-1)
+    if cache:
+        save_safetensors(out, folder / "regions.safetensors")
+        write_manifest(folder, ["regions.safetensors"], {"images": I, "regions": n_max, "dim": D})
+    return out
+
+
+def _trim(ids: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Drop the padding columns that no row of the batch uses: (B, T) -> (B, T') with T' the longest row."""
+    length = max(int(mask.sum(1).max()), 1) if len(mask) else mask.shape[1]
+    return ids[:, :length], mask[:, :length]
 
 
 def _pad(rows: list[list[int]], length: int, pad_id: int) -> tuple[Tensor, Tensor]:
@@ -118,6 +247,101 @@ class SceneTensors:
     q_target: Tensor
     vqa_mask_token: bool | str = False
     ids: dict = field(default_factory=dict)
+    attr_probs: Tensor | None = None
+    attr_labels: Tensor | None = None
+    image_feats: Tensor | None = None
+    features: str = "detector"
+    detector: object = None
+    scene_of: Tensor | None = None
+    _pixel_cache: dict = field(default_factory=dict, repr=False)
+
+    #: the per-image tensors that describe what an image shows (moved together by :meth:`with_wrong_scenes`)
+    VISUAL = ("feats", "boxes", "region_mask", "shape_labels", "color_labels", "size_labels", "det_probs",
+              "det_labels", "attr_probs", "attr_labels", "image_feats")
+
+    def with_wrong_scenes(self, seed: int = 0) -> "SceneTensors":
+        """The control of the pretraining gain: the same captions and questions, but every training image's
+        visual tensors (regions, boxes, detector outputs, pixels) replaced by those of another training
+        image, a fixed derangement drawn with ``seed``. Text and image are then consistently unrelated:
+        whatever pretraining on these pairs teaches, it cannot be how words bind to regions.
+        Held-out images are left as they are.
+
+        Raises:
+            ValueError: if there are fewer than two training images.
+        """
+        n = self.n_train
+        if n < 2:
+            raise ValueError(f"a derangement needs at least 2 training images, got {n}")
+        g = torch.Generator().manual_seed(seed)
+        shift = torch.randint(1, n, (1,), generator=g).item()
+        order = torch.randperm(n, generator=g)
+        perm = torch.arange(len(self.feats))
+        perm[order] = order[(torch.arange(n) + shift) % n]  # image order[k] shows image order[k + shift]: never itself
+        moved = {k: getattr(self, k)[perm] for k in self.VISUAL if getattr(self, k) is not None}
+        base = self.scene_of if self.scene_of is not None else torch.arange(len(self.feats))
+        return replace(self, **moved, scene_of=base[perm], _pixel_cache={})
+
+    @property
+    def feature_width(self) -> int:
+        """F, the width of a region feature (the detector's D = 128, or :data:`FEATURE_WIDTH` = 15 for the oracle)."""
+        return int(self.feats.shape[-1])
+
+    @torch.no_grad()
+    def features_with_hidden_pixels(self, images: Tensor, hidden: Tensor, zero_pixels: Callable) -> tuple[Tensor, Tensor]:
+        """Region features re-extracted after the hidden objects' pixels were zeroed (VL-BERT's end-to-end
+        masking, ``mask_raw_pixels``), cached per (image, hidden set): each pair is extracted once.
+
+        Args:
+            images: (B,) image indices. hidden: (B, N) bool, the objects to hide (padding never).
+            zero_pixels: ``zero_pixels(images (B, 3, S, S), boxes (B, N, 4) pixel xyxy, selected (B, N))``
+                -> the images with the selected boxes' pixels zeroed
+                (:func:`vlp_course.models.vlbert.zero_box_pixels`).
+
+        Returns:
+            ``(feats, image_feats)``: (B, N, D) region features and (B, D) whole-image features; rows with
+            nothing hidden are the cached features themselves.
+
+        Raises:
+            ValueError: with the oracle features (they have no pixels to mask), or on a wrong shape.
+        """
+        from vlp_course.boxes import normalize
+        from vlp_course.data.detector import images_to_tensor, load_detector
+
+        if self.features != "detector":
+            raise ValueError("pixel-level masking needs detector features (build_scene_tensors(features='detector'))")
+        B, N = len(images), self.feats.shape[1]
+        if tuple(hidden.shape) != (B, N):
+            raise ValueError(f"hidden must be (B, N) = ({B}, {N}) bool, got {tuple(hidden.shape)}")
+        img, hid = images.cpu(), hidden.cpu().bool() & self.region_mask[images.cpu()].bool()
+        feats, whole = self.feats[img].clone(), self.image_feats[img].clone()  # (B, N, D), (B, D)
+        bits = (hid.long() << torch.arange(N)).sum(1)  # (B,) the hidden set as a bit mask
+        keys = [(int(i), int(k)) for i, k in zip(img, bits)]
+        todo = sorted({key for key in keys if key[1] and key not in self._pixel_cache})
+        if todo:
+            if self.detector is None:
+                self.detector = load_detector()
+            det = self.detector
+            S = self.image_size
+            ii = torch.tensor([i for i, _ in todo])
+            sel = ((torch.tensor([k for _, k in todo])[:, None] >> torch.arange(N)) & 1).bool()  # (K, N)
+            src = ii if self.scene_of is None else self.scene_of[ii]  # the scene whose pixels image i shows
+            pix = images_to_tensor(self.ds.scenes.images[src.numpy()])  # (K, 3, S, S)
+            pix = zero_pixels(pix, self.boxes[ii], sel)  # the hidden objects' pixels -> 0
+            boxes = [torch.cat([torch.tensor([[0.0, 0.0, 1.0, 1.0]]), normalize(self.boxes[i][self.region_mask[i].bool()], S, S)])
+                     for i in ii.tolist()]
+            dev = next(det.parameters()).device
+            det.eval()
+            out = det.region_features(det.feature_map(pix.to(dev)), [b.to(dev) for b in boxes], (S, S)).float().cpu()
+            k = 0
+            for key, b in zip(todo, boxes):
+                self._pixel_cache[key] = out[k:k + len(b)]  # (1 + n, D): the whole image, then the objects
+                k += len(b)
+        for r, key in enumerate(keys):
+            if key[1]:
+                f = self._pixel_cache[key]
+                whole[r] = f[0]
+                feats[r, : len(f) - 1] = f[1:]
+        return feats.to(images.device), whole.to(images.device)
 
     @property
     def image_size(self) -> int:
@@ -142,7 +366,7 @@ class SceneTensors:
         (``is_matched`` = 0). Masking words and regions is the recipe's job (:mod:`vlp_course.pretraining`).
 
         Returns:
-            ``input_ids`` (B, T) the caption shown with the image, ``attention_mask`` (B, T),
+            ``input_ids`` (B, T) the caption shown with the image (T: the batch's longest caption), ``attention_mask`` (B, T),
             ``image`` (B,) image indices into ``feats``, ``is_matched`` (B,) 1 when the caption is the image's own.
         """
         gen = torch.Generator().manual_seed(1_000_003 * seed + step)
@@ -150,32 +374,63 @@ class SceneTensors:
         rows = pool[torch.randint(len(pool), (batch_size,), generator=gen)]
         img = self.cap_image[rows]
         m = sample_matching(batch_size, image_ids=img, generator=gen, p_negative=p_negative)
-        ids, mask = self.cap_ids[rows[m.caption_index]], self.cap_mask[rows[m.caption_index]]
+        ids, mask = _trim(self.cap_ids[rows[m.caption_index]], self.cap_mask[rows[m.caption_index]])
         return {"input_ids": ids, "attention_mask": mask, "image": img, "is_matched": m.is_matched}
 
-    def vqa_batch(self, step: int, batch_size: int, *, seed: int = 0) -> dict[str, Tensor]:
-        """A VQA training batch: ``input_ids``/``attention_mask`` (B, T), ``image`` (B,), ``soft_scores`` (B, A)."""
+    def vqa_batch(self, step: int, batch_size: int, *, seed: int = 0, questions: Tensor | None = None) -> dict[str, Tensor]:
+        """A VQA training batch: ``input_ids``/``attention_mask`` (B, T), ``image`` (B,), ``soft_scores`` (B, A).
+
+        ``questions``: the question rows to draw from (default every training question), e.g. the
+        few labelled ones of :meth:`labelled_questions`.
+        """
         gen = torch.Generator().manual_seed(2_000_003 * seed + step + 7)
-        pool = self.rows("questions", "train")
+        pool = self.rows("questions", "train") if questions is None else questions
         rows = pool[torch.randint(len(pool), (batch_size,), generator=gen)]
-        return {"input_ids": self.q_ids[rows], "attention_mask": self.q_mask[rows], "image": self.q_image[rows],
+        ids, mask = _trim(self.q_ids[rows], self.q_mask[rows])
+        return {"input_ids": ids, "attention_mask": mask, "image": self.q_image[rows],
                 "soft_scores": self.q_target[rows], "rows": rows}
 
+    def labelled_questions(self, n: int, seed: int = 0) -> Tensor:
+        """(n,) rows of ``n`` training questions drawn at random with ``seed``: the low-label regime.
+
+        Raises:
+            ValueError: if ``n`` is not in [1, number of training questions].
+        """
+        pool = self.rows("questions", "train")
+        if not 1 <= n <= len(pool):
+            raise ValueError(f"n must be in [1, {len(pool)}] (the training questions), got {n}")
+        return pool[torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))[:n]].sort().values
+
     @torch.no_grad()
-    def score_vqa(self, logits_fn: Callable[[dict], Tensor], *, split: str = "test", batch_size: int = 512) -> float:
-        """Official VQA accuracy (mean of min(#matching annotators / 3, 1)) of the argmax answer.
+    def vqa_predictions(self, logits_fn: Callable[[dict], Tensor], *, split: str = "test",
+                        batch_size: int = 512) -> list[dict]:
+        """The argmax answer to every question of ``split``'s images, with its official VQA accuracy.
 
         ``logits_fn(batch)`` gets batches shaped like :meth:`vqa_batch`'s and returns (B, A) logits.
+
+        Returns:
+            one dict per question: ``row``, ``image``, ``question``, ``answer_type`` ("yes/no", "number"
+            or "other"), ``predicted``, ``answers`` (the ten annotators') and ``accuracy`` in [0, 1]
+            (the official metric, :func:`vlp_course.data.vqa.vqa_accuracy`: min(#matching annotators / 3, 1)
+            averaged over the ten ways of leaving one annotator out).
         """
         rows = self.rows("questions", split)
-        accs = []
+        out = []
         for s in range(0, len(rows), batch_size):
             r = rows[s:s + batch_size]
-            b = {"input_ids": self.q_ids[r], "attention_mask": self.q_mask[r], "image": self.q_image[r],
+            ids, mask = _trim(self.q_ids[r], self.q_mask[r])
+            b = {"input_ids": ids, "attention_mask": mask, "image": self.q_image[r],
                  "soft_scores": self.q_target[r], "rows": r}
-            pred = logits_fn(b).argmax(-1).tolist()
-            accs += [vqa_accuracy(self.answers.decode(p), self.ds.questions[q].answers) for p, q in zip(pred, r.tolist())]
-        return float(np.mean(accs))
+            for p, q in zip(logits_fn(b).argmax(-1).tolist(), r.tolist()):
+                vq, answer = self.ds.questions[q], self.answers.decode(p)
+                out.append({"row": q, "image": int(vq.image_id), "question": vq.question, "answer_type": vq.answer_type,
+                            "predicted": answer, "answers": list(vq.answers), "accuracy": vqa_accuracy(answer, vq.answers)})
+        return out
+
+    def score_vqa(self, logits_fn: Callable[[dict], Tensor], *, split: str = "test", batch_size: int = 512) -> float:
+        """Official VQA accuracy (:func:`vlp_course.data.vqa.vqa_accuracy`) of the argmax answer
+        (:meth:`vqa_predictions` averaged)."""
+        return float(np.mean([p["accuracy"] for p in self.vqa_predictions(logits_fn, split=split, batch_size=batch_size)]))
 
     def majority_accuracy(self, split: str = "test") -> float:
         """VQA accuracy of always answering the most frequent training answer."""
@@ -185,13 +440,15 @@ class SceneTensors:
                               for r in self.rows("questions", split).tolist()]))
 
 
-def build_scene_tensors(n_images: int = 2000, seed: int = 0, *, n_test: int = 300, feature_noise: float = 0.3,
-                        max_regions: int | None = None, vqa_mask_token: bool | str = False, min_answer_count: int = 3,
-                        vocab_tokens: Sequence[str] | None = None) -> SceneTensors:
+def build_scene_tensors(n_images: int = 2000, seed: int = 0, *, n_test: int = 300, features: str = "detector",
+                        feature_noise: float = 0.3, max_regions: int | None = None, vqa_mask_token: bool | str = False,
+                        min_answer_count: int = 3, vocab_tokens: Sequence[str] | None = None) -> SceneTensors:
     """Build :class:`SceneTensors` from ``load_vl_scenes(n_images, seed)`` (cached on disk).
 
     Args:
         n_test: images held out at the end of the dataset.
+        features: ``"detector"`` (the stand-in detector's region features, cached; the default) or
+            ``"oracle"`` (one-hot attributes plus noise, the comparison).
         feature_noise: standard deviation of the Gaussian noise on the oracle features.
         vqa_mask_token: questions as ``[CLS] question ? [MASK] [SEP]`` (VisualBERT) instead of
             ``[CLS] question ? [SEP]``; ``"segment"``: ``[CLS] question ? [SEP] [MASK] [SEP]``
@@ -199,12 +456,17 @@ def build_scene_tensors(n_images: int = 2000, seed: int = 0, *, n_test: int = 30
         vocab_tokens: the token list of a saved vocabulary (e.g. a checkpoint's), instead of building one.
 
     Raises:
-        ValueError: if ``n_test`` is not in [1, n_images - 1].
+        ValueError: if ``n_test`` is not in [1, n_images - 1] or ``features`` is not one of :data:`FEATURES`.
     """
     if not 1 <= n_test < n_images:
         raise ValueError(f"n_test must be in [1, {n_images - 1}], got {n_test}")
+    if features not in FEATURES:
+        raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
     ds = load_vl_scenes(n_images, seed=seed)
-    regions = oracle_regions(ds.scenes, feature_noise, torch.Generator().manual_seed(seed), max_regions)
+    if features == "detector":
+        regions = detector_regions(ds.scenes, max_regions=max_regions)
+    else:
+        regions = oracle_regions(ds.scenes, feature_noise, torch.Generator().manual_seed(seed), max_regions)
     captions = [(i, c) for i, caps in sorted(ds.captions.items()) for c in caps]
     if vocab_tokens is None:
         vocab = Vocabulary.build([tokenize(c) for _, c in captions] + [tokenize(q.question) + ["?"] for q in ds.questions],
@@ -224,5 +486,5 @@ def build_scene_tensors(n_images: int = 2000, seed: int = 0, *, n_test: int = 30
         ds=ds, vocab=vocab, answers=answers, n_train=n_train, **regions,
         cap_ids=cap_ids, cap_mask=cap_mask, cap_image=torch.tensor([i for i, _ in captions]),
         q_ids=q_ids, q_mask=q_mask, q_image=torch.tensor([q.image_id for q in ds.questions]), q_target=q_target,
-        vqa_mask_token=vqa_mask_token, ids=ids,
+        vqa_mask_token=vqa_mask_token, ids=ids, features=features,
     )

@@ -20,15 +20,17 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from vlp_course.data.vl_tensors import SceneTensors, build_scene_tensors
+from vlp_course.data.vl_tensors import FEATURES, SceneTensors, build_scene_tensors
 from vlp_course.models.blocks import VLOutput
 from vlp_course.pretraining.text_masking import mask_tokens
 from vlp_course.text.vocab import MASK
 
-__all__ = ["KINDS", "Recipe", "SceneAdapter", "scene_tensors"]
+__all__ = ["KINDS", "PAIRINGS", "Recipe", "SceneAdapter", "scene_tensors"]
 
 #: The four models, by the name their recipe module carries.
 KINDS = ("visualbert", "lxmert", "vilbert", "vlbert")
+#: How pretraining pairs text and image: as annotated, or (the control) each caption with a wrong scene.
+PAIRINGS = ("aligned", "wrong_scenes")
 
 
 @dataclass(frozen=True)
@@ -40,20 +42,27 @@ class Recipe:
     ~0.0004·D = 3% of the token's own vector, and cross-modal signals need thousands of steps to
     appear. 0.02·sqrt(768 / D) keeps BERT-base's ratio (0.07 at D = 64).
 
+    ``features`` is where the region features come from (``"detector"``, the stand-in detector, or
+    ``"oracle"``, the comparison); ``pairing`` is ``"aligned"`` or, for the control of the
+    pretraining gain, ``"wrong_scenes"`` (every caption and question shown with another scene).
+
     Raises:
-        ValueError: if ``kind`` is not one of :data:`KINDS`.
+        ValueError: if ``kind`` is not one of :data:`KINDS` or ``pairing`` not one of :data:`PAIRINGS`.
     """
 
     kind: str = "visualbert"
     n_images: int = 2000
     n_test: int = 300
     seed: int = 0
+    features: str = "detector"
+    pairing: str = "aligned"
     feature_noise: float = 0.3
     hidden: int = 64
     layers: int = 2
     heads: int = 4
     ffn: int = 256
     init: float = 0.07
+    dropout: float = 0.0
     batch: int = 128
     lr: float = 1e-3
     warmup: int = 100
@@ -62,13 +71,20 @@ class Recipe:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        if self.features not in FEATURES:
+            raise ValueError(f"features must be one of {FEATURES}, got {self.features!r}")
+        if self.pairing not in PAIRINGS:
+            raise ValueError(f"pairing must be one of {PAIRINGS}, got {self.pairing!r}")
 
 
 def scene_tensors(recipe: Recipe, vocab_tokens=None) -> SceneTensors:
-    """The :class:`SceneTensors` a recipe trains on (VisualBERT and VL-BERT: questions end in [MASK])."""
-    return build_scene_tensors(recipe.n_images, recipe.seed, n_test=recipe.n_test, feature_noise=recipe.feature_noise,
+    """The :class:`SceneTensors` a recipe trains on (VisualBERT and VL-BERT: questions end in [MASK]);
+    with ``pairing="wrong_scenes"`` the control's (:meth:`SceneTensors.with_wrong_scenes`)."""
+    st = build_scene_tensors(recipe.n_images, recipe.seed, n_test=recipe.n_test, features=recipe.features,
+                               feature_noise=recipe.feature_noise,
                                vqa_mask_token={"visualbert": True, "vlbert": "segment"}.get(recipe.kind, False),
                                vocab_tokens=vocab_tokens)
+    return st.with_wrong_scenes(recipe.seed) if recipe.pairing == "wrong_scenes" else st
 
 
 class SceneAdapter:
@@ -86,11 +102,12 @@ class SceneAdapter:
 
     # ---- shared pieces ------------------------------------------------------------------------
     def sizes(self) -> dict[str, Any]:
-        """The transformer sizes every model's config shares (dropout off for short CPU runs)."""
+        """The transformer sizes every model's config shares (``recipe.dropout``: 0 for short CPU runs,
+        the originals use 0.1)."""
         r = self.recipe
         return dict(vocab_size=len(self.st.vocab), hidden_size=r.hidden, num_attention_heads=r.heads,
-                    intermediate_size=r.ffn, max_position_embeddings=64, hidden_dropout_prob=0.0,
-                    attention_probs_dropout_prob=0.0, initializer_range=r.init)
+                    intermediate_size=r.ffn, max_position_embeddings=64, hidden_dropout_prob=r.dropout,
+                    attention_probs_dropout_prob=r.dropout, initializer_range=r.init)
 
     def take(self, name: str, batch: dict) -> Tensor:
         """Rows ``batch["image"]`` of the per-image tensor ``self.st.<name>``, on the batch's device."""

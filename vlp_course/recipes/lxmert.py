@@ -21,8 +21,10 @@ shows a question of a *training* image instead of a caption; like every sentence
 masked, possibly swapped for another image's (``is_matched``), and matched.
 
 Boxes are normalised (x1, y1, x2, y2) = pixel corners / image size (airsplay ``lxmert_data.py``).
-The detector labels are the scenes' oracle: the shape is the object label and the colour the
-attribute, confidence 1 for every real object (0 for padding). VQA reads the pooled [CLS].
+The object and attribute labels are the detector's top shape and top colour, weighted by the
+detector's confidence in them (its top probability; 0 for padding), as the original's
+``objects_id`` / ``objects_conf`` and ``attrs_id`` / ``attrs_conf`` from the bottom-up detector.
+VQA reads the pooled [CLS].
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ import torch
 from torch import Tensor
 
 from vlp_course.data.scenes import COLORS, SHAPES
-from vlp_course.data.vl_tensors import FEATURE_WIDTH
 from vlp_course.models.blocks import VLOutput
 from vlp_course.models.lxmert import LxmertConfig, LxmertForPreTraining, LxmertForQuestionAnswering
 from vlp_course.pretraining.losses import IGNORE_INDEX
@@ -68,7 +69,7 @@ class LxmertAdapter(SceneAdapter):
     def config(self, num_answers: int | None = None) -> LxmertConfig:
         L = self.recipe.layers
         return LxmertConfig(**self.sizes(), l_layers=L, r_layers=max(1, L // 2), x_layers=max(1, L // 2),
-                            visual_feat_dim=FEATURE_WIDTH, num_object_labels=len(SHAPES), num_attr_labels=len(COLORS),
+                            visual_feat_dim=self.st.feature_width, num_object_labels=len(SHAPES), num_attr_labels=len(COLORS),
                             num_qa_labels=num_answers or len(self.st.answers), task_qa=True)
 
     def pretraining_model(self) -> LxmertForPreTraining:
@@ -132,13 +133,15 @@ class LxmertAdapter(SceneAdapter):
         feats, boxes, region_mask = self.boxes(batch)
         # 4. mask regions: 15% of the real objects, of those 80% zeroed / 10% another object's feature / 10% kept
         masking = mask_regions(feats, scheme="lxmert", region_mask=region_mask, generator=generator)
-        # 5. model -> losses: the five tasks; object (shape) and attribute (colour) labels on every
-        #    object, weighted by the detector's confidence (1 here); the feature regression on the masked ones
-        confidence = region_mask.float()
+        # 5. model -> losses: the five tasks; the detector's object (shape) and attribute (colour) labels on
+        #    every object, weighted by its confidence in them; the feature regression on the masked ones
+        real = region_mask.float()  # (B, N) padding gets weight 0
+        obj_confidence = self.take("det_probs", batch).max(-1).values * real  # (B, N)
+        attr_confidence = self.take("attr_probs", batch).max(-1).values * real  # (B, N)
         return model(input_ids, masking.features, boxes, attention_mask, region_mask,
                      mlm_labels=mlm_labels, is_matched=batch["is_matched"],
-                     obj_labels=self.take("det_labels", batch).clamp(min=0), obj_confidence=confidence,
-                     attr_labels=self.take("color_labels", batch).clamp(min=0), attr_confidence=confidence,
+                     obj_labels=self.take("det_labels", batch).clamp(min=0), obj_confidence=obj_confidence,
+                     attr_labels=self.take("attr_labels", batch).clamp(min=0), attr_confidence=attr_confidence,
                      feat_targets=feats, masked_regions=masking.selected, qa_labels=qa_labels)
 
     def vqa_step(self, model: LxmertForQuestionAnswering, batch: dict, zero_image: bool = False) -> VLOutput:

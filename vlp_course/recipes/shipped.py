@@ -18,13 +18,13 @@ import argparse
 import json
 import time
 import warnings
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 from vlp_course import files
 from vlp_course.checkpoints import load_safetensors, read_header_metadata, save_safetensors
-from vlp_course.recipes.base import KINDS, Recipe, SceneAdapter, scene_tensors
+from vlp_course.recipes.base import KINDS, PAIRINGS, Recipe, SceneAdapter, scene_tensors
 from vlp_course.recipes.lxmert import LxmertAdapter
 from vlp_course.recipes.run import pretrain
 from vlp_course.recipes.vilbert import ViLBERTAdapter
@@ -39,7 +39,7 @@ ADAPTERS: dict[str, type[SceneAdapter]] = {"visualbert": VisualBertAdapter, "lxm
 
 #: Steps of each shipped checkpoint where they differ from :attr:`Recipe.steps`: LXMERT runs five tasks and a
 #: third of its rows are questions, and its matching loss leaves chance only after about 2,000 steps.
-STEPS = {"lxmert": 4000}
+STEPS = {"lxmert": 3000}
 
 
 def default_recipe(kind: str) -> Recipe:
@@ -52,8 +52,9 @@ def adapter(st, recipe: Recipe) -> SceneAdapter:
     return ADAPTERS[recipe.kind](st, recipe)
 
 
-def checkpoint_name(kind: str) -> str:
-    return f"{kind}_scenes.safetensors"
+def checkpoint_name(kind: str, pairing: str = "aligned") -> str:
+    """``<kind>_scenes.safetensors``; the wrong-scene control: ``<kind>_scenes_wrong.safetensors``."""
+    return f"{kind}_scenes.safetensors" if pairing == "aligned" else f"{kind}_scenes_wrong.safetensors"
 
 
 def _rebuild(kind: str) -> str:
@@ -132,10 +133,14 @@ def _main(argv=None) -> int:
     ap.add_argument("--model", choices=KINDS, required=True)
     ap.add_argument("--steps", type=int, default=None, help=f"default: {Recipe.steps} ({STEPS} where they differ)")
     ap.add_argument("--device", default=None)
+    ap.add_argument("--pairing", choices=PAIRINGS, default="aligned",
+                    help="wrong_scenes: the control, every caption shown with another scene")
     ap.add_argument("--out", default=str(files.shipped_dir()))
     args = ap.parse_args(argv)
-    target = Path(args.out) / checkpoint_name(args.model)
-    recipe = default_recipe(args.model) if args.steps is None else Recipe(kind=args.model, steps=args.steps)
+    target = Path(args.out) / checkpoint_name(args.model, args.pairing)
+    recipe = replace(default_recipe(args.model), pairing=args.pairing)
+    if args.steps is not None:
+        recipe = replace(recipe, steps=args.steps)
     train_scene_checkpoint(recipe, target, device=args.device)
     digest = files.record_sha256(target)
     print(f"wrote {target} ({target.stat().st_size:,} bytes), sha256 {digest}")

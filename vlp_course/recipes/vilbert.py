@@ -32,7 +32,6 @@ import torch
 from torch import Tensor
 
 from vlp_course.data.scenes import SHAPES
-from vlp_course.data.vl_tensors import FEATURE_WIDTH
 from vlp_course.models.blocks import VLOutput
 from vlp_course.models.vilbert import ViLBERTConfig, ViLBERTForPreTraining, ViLBERTForVLTasks, prepare_regions
 from vlp_course.pretraining.regions import mask_regions
@@ -48,7 +47,7 @@ class ViLBERTAdapter(SceneAdapter):
 
     def config(self, num_answers: int | None = None) -> ViLBERTConfig:
         r, L = self.recipe, self.recipe.layers
-        return ViLBERTConfig(**self.sizes(), num_hidden_layers=L, v_feature_size=FEATURE_WIDTH, v_hidden_size=r.hidden,
+        return ViLBERTConfig(**self.sizes(), num_hidden_layers=L, v_feature_size=self.st.feature_width, v_hidden_size=r.hidden,
                              v_num_hidden_layers=L, v_num_attention_heads=r.heads, v_intermediate_size=r.ffn,
                              bi_hidden_size=r.hidden, bi_num_attention_heads=r.heads, bi_intermediate_size=r.ffn,
                              # a Co-TRM before each layer pair: C0, (V0, T0), C1, (V1, T1), ...

@@ -14,7 +14,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from vlp_course.data.vl_tensors import FEATURE_WIDTH
 from vlp_course.models.blocks import VLOutput
 from vlp_course.models.visualbert import VisualBertConfig, VisualBertForPreTraining, VisualBertForQuestionAnswering
 from vlp_course.recipes.base import SceneAdapter
@@ -31,7 +30,7 @@ class VisualBertAdapter(SceneAdapter):
     def config(self, num_answers: int | None = None) -> VisualBertConfig:
         """The recipe's sizes, region features of width F + 4, and the scenes vocabulary's [MASK] id."""
         return VisualBertConfig(**self.sizes(), num_hidden_layers=self.recipe.layers,
-                                visual_embedding_dim=FEATURE_WIDTH + 4, num_answers=num_answers or 2,
+                                visual_embedding_dim=self.st.feature_width + 4, num_answers=num_answers or 2,
                                 mask_token_id=self.st.ids[MASK])
 
     def pretraining_model(self) -> VisualBertForPreTraining:

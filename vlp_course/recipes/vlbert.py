@@ -2,7 +2,9 @@
 
 VL-BERT (Su et al., ICLR 2020, section 3; jackroos/VL-BERT) reads one sequence
 ``[CLS] caption [SEP] [IMG]_0 ... [IMG]_n [END]`` where region 0 is the whole image (box
-``[0, 0, W-1, H-1]``). In precomputed-feature mode the whole image's feature is the mean of the
+``[0, 0, W-1, H-1]``). In the end-to-end mode (``MASK_RAW_PIXELS``, the one used here with the
+detector features) region 0's feature is the detector's pooling of the whole-image box; in
+precomputed-feature mode (used with the oracle features, which have no pixels) it is the mean of the
 regions' features (``pretrain/data/datasets/conceptual_captions.py``, ``add_image_as_a_box``).
 
 Pretraining, as ``pretrain/modules/resnet_vlbert_for_pretraining_multitask.py`` with the released
@@ -18,8 +20,13 @@ configs (``WITH_REL_LOSS: false``):
 * **mask regions** (``mrc``): each real region but region 0 is selected with probability 0.15
   (``random_mask_region``); 90% of those are hidden (appearance -> ``object_mask_visual_embedding``,
   [IMG] token -> ``object_mask_word_embedding``), 10% kept; the target is the detector's class-score
-  vector of every selected region. The whole-image feature is recomputed as the mean of the regions
-  that are not hidden, as the original's precomputed mode does, so it cannot show a hidden region.
+  vector of every selected region. How a region is hidden follows the original's two modes:
+  with the detector features, **in the pixels** (end-to-end, ``mask_raw_pixels``): the hidden
+  objects' pixels are zeroed and every feature, the whole image's included, is re-extracted by the
+  detector from the modified image (:meth:`~vlp_course.data.vl_tensors.SceneTensors.features_with_hidden_pixels`,
+  cached per image and hidden set); with the oracle features, in the features (precomputed mode:
+  appearance -> ``object_mask_visual_embedding``, the whole image's mean recomputed without them).
+  Either way the whole-image token cannot show a hidden region.
 * **text-only corpus** (``mlm_text``): the original adds, in the same step, MLM on sentences from
   BooksCorpus and English Wikipedia (``pretrain/data/datasets/general_corpus.py``: 64 word pieces of
   running text, no [CLS]/[SEP], no image; the words get ``aux_text_visual_embedding``). The course
@@ -42,13 +49,13 @@ import torch
 from torch import Tensor
 
 from vlp_course.data.scenes import SHAPES
-from vlp_course.data.vl_tensors import FEATURE_WIDTH
 from vlp_course.models.blocks import VLOutput
-from vlp_course.models.vlbert import VLBERTConfig, VLBERTForPreTraining, VLBERTForQuestionAnswering, whole_image_boxes
+from vlp_course.models.vlbert import (VLBERTConfig, VLBERTForPreTraining, VLBERTForQuestionAnswering, whole_image_boxes,
+                                      zero_box_pixels)
 from vlp_course.pretraining.regions import ZERO, mask_regions
 from vlp_course.pretraining.text_masking import IGNORE_INDEX, apply_mask_decisions
 from vlp_course.recipes.base import SceneAdapter
-from vlp_course.text.vocab import MASK, UNK, tokenize
+from vlp_course.text.vocab import MASK, PAD, UNK, tokenize
 
 __all__ = ["VLBERTAdapter", "mask_whole_words", "text_only_corpus"]
 
@@ -135,6 +142,11 @@ class VLBERTAdapter(SceneAdapter):
         self._caption_start, self._caption_count = first, torch.bincount(st.cap_image, minlength=len(st.feats))
 
     @property
+    def pixel_masking(self) -> bool:
+        """Hide regions in the pixels (detector features, end-to-end mode) rather than in the features."""
+        return self.st.features == "detector"
+
+    @property
     def text_only(self) -> Tensor:
         """(S, ``text_only_length``) the text-only corpus in the scene vocabulary (built once)."""
         if self._text_only is None:
@@ -142,7 +154,7 @@ class VLBERTAdapter(SceneAdapter):
         return self._text_only
 
     def config(self, num_answers: int | None = None) -> VLBERTConfig:
-        return VLBERTConfig(**self.sizes(), num_hidden_layers=self.recipe.layers, visual_feature_size=FEATURE_WIDTH,
+        return VLBERTConfig(**self.sizes(), num_hidden_layers=self.recipe.layers, visual_feature_size=self.st.feature_width,
                             geometry_dim=8, visual_region_classes=len(SHAPES), obj_downsample_dropout=0.0)
 
     def pretraining_model(self) -> VLBERTForPreTraining:
@@ -159,9 +171,13 @@ class VLBERTAdapter(SceneAdapter):
         u = torch.rand(len(img), generator=generator, device=batch["image"].device).cpu()
         row = self._caption_start[img] + (u * self._caption_count[img]).long().clamp(max=self._caption_count[img] - 1)
         keep = batch["is_matched"].bool()
-        ids = torch.where(keep[:, None], batch["input_ids"], self.st.cap_ids[row].to(keep.device))
-        mask = torch.where(keep[:, None], batch["attention_mask"], self.st.cap_mask[row].to(keep.device))
-        return ids, mask
+        T = self.st.cap_ids.shape[1]
+        given = torch.nn.functional.pad(batch["input_ids"], (0, T - batch["input_ids"].shape[1]), value=self.st.ids[PAD])
+        given_mask = torch.nn.functional.pad(batch["attention_mask"], (0, T - batch["input_ids"].shape[1]), value=0)
+        ids = torch.where(keep[:, None], given, self.st.cap_ids[row].to(keep.device))  # (B, T_max)
+        mask = torch.where(keep[:, None], given_mask, self.st.cap_mask[row].to(keep.device))
+        length = max(int(mask.sum(1).max()), 1)
+        return ids[:, :length], mask[:, :length]  # (B, T') the longest of the captions shown
 
     def mask_words(self, batch: dict, generator: torch.Generator | None = None,
                    mlm_probability: float = 0.15) -> tuple[Tensor, Tensor]:
@@ -177,10 +193,14 @@ class VLBERTAdapter(SceneAdapter):
 
     def regions(self, batch: dict, zero_image: bool = False) -> tuple[Tensor, Tensor, Tensor]:
         """(B, N+1, F) features, (B, N+1, 4) pixel boxes, (B, N+1) region mask with region 0 = the whole
-        image: box ``[0, 0, W-1, H-1]``, feature the mean of the real regions' features."""
+        image: box ``[0, 0, W-1, H-1]``, feature the detector's whole-image box (end-to-end mode) or, with
+        the oracle features, the mean of the real regions' features (precomputed mode)."""
         f, boxes, rmask = self.images(batch, zero_image)
         S = self.st.image_size
-        whole = (f * rmask[..., None]).sum(1, keepdim=True) / rmask.sum(1).clamp(min=1)[:, None, None]  # (B, 1, F)
+        if self.pixel_masking and not zero_image:
+            whole = self.take("image_feats", batch)[:, None]  # (B, 1, F)
+        else:
+            whole = (f * rmask[..., None]).sum(1, keepdim=True) / rmask.sum(1).clamp(min=1)[:, None, None]  # (B, 1, F)
         feats = torch.cat([whole, f], 1)  # (B, N+1, F)
         boxes = torch.cat([whole_image_boxes(len(f), S, S).to(f.device), boxes], 1)  # (B, N+1, 4)
         rmask = torch.cat([torch.ones_like(rmask[:, :1]), rmask], 1)  # (B, N+1)
@@ -213,9 +233,13 @@ class VLBERTAdapter(SceneAdapter):
         reg = mask_regions(visual_feats, scheme="vlbert", region_mask=visual_attention_mask, num_global=1,
                            generator=generator)
         hidden = reg.actions == ZERO  # (B, N+1)
-        keep = (visual_attention_mask[:, 1:].bool() & ~hidden[:, 1:]).to(visual_feats.dtype)[..., None]  # (B, N, 1)
-        visual_feats = visual_feats.clone()
-        visual_feats[:, 0] = (visual_feats[:, 1:] * keep).sum(1) / keep.sum(1).clamp(min=1)  # whole image w/o hidden
+        if self.pixel_masking:  # end-to-end: zero the hidden objects' pixels, re-extract every feature (cached)
+            feats, whole = self.st.features_with_hidden_pixels(batch["image"], hidden[:, 1:], zero_box_pixels)
+            visual_feats = torch.cat([whole[:, None], feats], 1)  # (B, N+1, F)
+        else:  # precomputed: the model swaps in its mask vector; the whole image's mean leaves the hidden out
+            keep = (visual_attention_mask[:, 1:].bool() & ~hidden[:, 1:]).to(visual_feats.dtype)[..., None]  # (B, N, 1)
+            visual_feats = visual_feats.clone()
+            visual_feats[:, 0] = (visual_feats[:, 1:] * keep).sum(1) / keep.sum(1).clamp(min=1)  # whole image w/o hidden
         region_targets = torch.cat([torch.zeros_like(self.take("det_probs", batch)[:, :1]),
                                     self.take("det_probs", batch)], 1)  # (B, N+1, C), none for region 0
         #    and the text-only sentences, masked the same way
@@ -225,7 +249,8 @@ class VLBERTAdapter(SceneAdapter):
         S = self.st.image_size
         return model(input_ids, visual_feats, boxes, (S, S), attention_mask=attention_mask,
                      visual_attention_mask=visual_attention_mask, mlm_labels=mlm_labels, masked_regions=reg.selected,
-                     hidden_regions=hidden, region_targets=region_targets, region_masking="features",
+                     hidden_regions=hidden, region_targets=region_targets,
+                     region_masking="pixels" if self.pixel_masking else "features",
                      text_only_ids=text_ids, text_only_attention_mask=text_mask, text_only_mlm_labels=text_labels)
 
     def vqa_step(self, model: VLBERTForQuestionAnswering, batch: dict, zero_image: bool = False) -> VLOutput:
