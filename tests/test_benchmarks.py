@@ -158,3 +158,29 @@ def test_attention_bench_compares_equal_computations():
     rows = ba.run(quick=True)
     assert {r.metric for r in rows} == {"explicit forward+backward", "fused forward+backward", "speed fused/explicit"}
     assert len(rows) == 6 and all(math.isfinite(r.value) and r.value > 0 for r in rows)
+
+
+def test_learning_table_means_and_gains_are_computed_from_the_rows():
+    import bench_learning as bl
+
+    rows = [{"model": "visualbert", "condition": c, "labels": 500, "seed": s, "steps": 3, "vqa_accuracy": a, "seconds": 1.0}
+            for c, accs in (("pretrained", (0.70, 0.74)), ("scratch", (0.60, 0.60)), ("wrong_scenes", (0.61, 0.59)))
+            for s, a in enumerate(accs)]
+    s = bl.summary(rows)
+    assert s["visualbert", "pretrained"][0] == pytest.approx(0.72) and s["visualbert", "scratch"] == (0.60, 0.0)
+    assert s["visualbert", "pretrained"][1] == pytest.approx(0.0282843, abs=1e-6)  # sample std of 0.70, 0.74
+    line = next(l for l in bl.markdown_table(rows) if l.startswith("| visualbert"))
+    assert "72.0 ± 2.8%" in line and "| +12.0 |" in line and "| +0.0 |" in line
+
+
+def test_learning_measure_rows_have_every_column(tmp_path):
+    import bench_learning as bl
+
+    rows = bl.measure("visualbert", labels=50, steps=2, batch=8, seeds=(0,), conditions=("pretrained", "scratch"),
+                      log=lambda *a: None)
+    assert [r["condition"] for r in rows] == ["pretrained", "scratch"]
+    for r in rows:
+        assert set(bl.COLUMNS) <= set(r) and 0.0 <= r["vqa_accuracy"] <= 1.0 and r["labels"] == 50
+    bl.write(rows, tmp_path, ["header"])
+    assert (tmp_path / "learning.csv").read_text().splitlines()[0] == ",".join(bl.COLUMNS)
+    assert "| visualbert |" in (tmp_path / "learning.md").read_text()

@@ -81,10 +81,13 @@ def test_pretrain_batches_are_reproducible_unmasked_and_matching_is_right(small)
     assert not torch.equal(a["input_ids"], st.pretrain_batch(6, 64, seed=1)["input_ids"])
     # a matched caption is one of the image's own captions; a mismatched one (almost always) is not
     # (generic captions such as "there are two things" belong to several images)
+    # (batches keep only the columns their longest caption uses: compare the unpadded ids)
     owners = {}
-    for r, i in zip(st.cap_ids, st.cap_image):
-        owners.setdefault(tuple(r.tolist()), set()).add(int(i))
-    own = torch.tensor([int(img) in owners[tuple(ids.tolist())] for ids, img in zip(a["input_ids"], a["image"])])
+    for r, mask, i in zip(st.cap_ids, st.cap_mask, st.cap_image):
+        owners.setdefault(tuple(r[mask.bool()].tolist()), set()).add(int(i))
+    assert a["attention_mask"][:, -1].any() and a["input_ids"].shape[1] <= st.cap_ids.shape[1]
+    own = torch.tensor([int(img) in owners[tuple(ids[mask.bool()].tolist())]
+                        for ids, mask, img in zip(a["input_ids"], a["attention_mask"], a["image"])])
     m = a["is_matched"].bool()
     assert own[m].all() and 0.2 < m.float().mean() < 0.8
     assert own[~m].float().mean() < 0.25
@@ -225,6 +228,10 @@ def test_without_the_data_folder_the_checkpoint_is_pretrained_once_and_cached(tm
     """Installed without vlp_course/shipped/ (a broken install): load_scene_checkpoint trains the recipe, caches it, reuses it."""
     from dataclasses import replace
 
+    from vlp_course.data import detector
+
+    shipped_detector = detector.load_detector()  # the detector ships beside the checkpoints; keep this test about them
+    monkeypatch.setattr(detector, "load_detector", lambda *a, **k: shipped_detector)
     monkeypatch.setattr(files, "shipped_dir", lambda: tmp_path / "no-data")
     monkeypatch.setenv("VLP_COURSE_CACHE", str(tmp_path / "cache"))
     real, calls = sc.train_scene_checkpoint, []
@@ -246,7 +253,8 @@ def test_vqa_against_question_only_trains_both_models_from_the_checkpoint(small)
     sm = _adapter("lxmert", small)
     torch.manual_seed(0)
     pre = sm.pretraining_model()
-    results, moved, seconds = run.vqa_against_question_only(pre, sm, 2, name="LXMERT", batch=8)
+    results, moved, seconds, qa = run.vqa_against_question_only(pre, sm, 2, name="LXMERT", batch=8)
+    assert isinstance(qa, type(sm.qa_model())) and run.evaluate_vqa(qa, sm) == results["LXMERT (with the image)"]
     assert list(results) == ["question only (image zeroed)", "LXMERT (with the image)", "majority answer"]
     assert set(seconds) == set(list(results)[:2]) and all(s > 0 for s in seconds.values())
     assert all(0.0 <= v <= 1.0 for v in results.values())

@@ -463,12 +463,15 @@ def test_recipe_pairs_every_image_with_its_own_caption(scene_adapter):
     b = sm.st.pretrain_batch(0, 64)
     assert (b["is_matched"] == 0).any()
     ids, mask = sm.own_captions(b, torch.Generator().manual_seed(0))
-    owners = {}
-    for r, i in zip(sm.st.cap_ids, sm.st.cap_image):
-        owners.setdefault(tuple(r.tolist()), set()).add(int(i))
-    assert all(int(img) in owners[tuple(row.tolist())] for row, img in zip(ids, b["image"]))
+    owners = {}  # batches keep only the columns their longest caption uses: compare unpadded rows
+    for r, rm, i in zip(sm.st.cap_ids, sm.st.cap_mask, sm.st.cap_image):
+        owners.setdefault(tuple(r[rm.bool()].tolist()), set()).add(int(i))
+    assert all(int(img) in owners[tuple(row[rm.bool()].tolist())] for row, rm, img in zip(ids, mask, b["image"]))
+    assert mask[:, -1].any()  # no all-padding column
     m = b["is_matched"].bool()
-    assert torch.equal(ids[m], b["input_ids"][m]) and torch.equal(mask[m], b["attention_mask"][m])
+    T = min(ids.shape[1], b["input_ids"].shape[1])
+    assert torch.equal(ids[m][:, :T], b["input_ids"][m][:, :T]) and torch.equal(mask[m][:, :T], b["attention_mask"][m][:, :T])
+    assert not ids[m][:, T:].any() and not b["input_ids"][m][:, T:].any()  # beyond: padding only
 
 
 def test_recipe_text_only_corpus_is_english_in_the_scene_vocabulary(scene_adapter):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import io
 from typing import Any, Callable
 
-__all__ = ["explore", "as_display"]
+__all__ = ["explore", "as_display", "show_vqa_answer"]
 
 
 def as_display(result: Any):
@@ -111,3 +111,22 @@ def explore(render: Callable[..., Any], **controls: Any) -> Callable[..., Any]:
         control.observe(redraw, names="value")
     display(widgets.HBox(list(live.values()), layout=widgets.Layout(flex_flow="row wrap")))
     return render
+
+
+def show_vqa_answer(image, prediction: dict, ax=None):
+    """Draw one VQA prediction on its image: the (H, W, 3) uint8 image, titled with the question, the
+    model's answer with its VQA accuracy, and the annotators' answers with their counts.
+
+    ``prediction`` is one dict of :func:`vlp_course.recipes.run.vqa_predictions`. Returns the axes.
+    """
+    import matplotlib.pyplot as plt
+    from collections import Counter
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(3.2, 3.4))
+    ax.imshow(image)
+    ax.set_xticks([]), ax.set_yticks([])
+    given = ", ".join(f"{a} ×{n}" for a, n in Counter(prediction["answers"]).most_common())
+    ax.set_title(f"{prediction['question']}\nmodel: {prediction['predicted']} (VQA accuracy {prediction['accuracy']:.0%})\n"
+                 f"annotators: {given}", fontsize=8)
+    return ax

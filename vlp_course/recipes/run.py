@@ -15,7 +15,7 @@ from vlp_course.recipes.base import SceneAdapter
 from vlp_course.training import History, TrainConfig, train
 
 __all__ = ["transfer_pretrained", "step_scalars", "pretrain", "finetune_vqa", "evaluate_pretraining", "evaluate_vqa",
-           "vqa_against_question_only"]
+           "vqa_predictions", "accuracy_by_answer_type", "vqa_against_question_only", "finetune_from"]
 
 
 def transfer_pretrained(qa_model: nn.Module, pretrained: nn.Module) -> dict[str, list[str]]:
@@ -59,16 +59,22 @@ def pretrain(model: nn.Module, adapter: SceneAdapter, steps: int, *, batch: int 
                              progress=progress), device=device)
 
 
-def finetune_vqa(model: nn.Module, adapter: SceneAdapter, steps: int, *, zero_image: bool = False, batch: int = 64,
-                 lr: float = 1e-3, warmup: int = 20, seed: int = 0, progress: bool = False, device=None) -> History:
+def finetune_vqa(model: nn.Module, adapter: SceneAdapter, steps: int, *, zero_image: bool = False, batch: int = 128,
+                 lr: float = 1e-3, warmup: int = 50, seed: int = 0, questions: Tensor | None = None,
+                 progress: bool = False, device=None) -> History:
     """Fine-tune for VQA (the soft-score loss of the model's original code) on the training questions.
 
     ``zero_image=True`` trains the question-only baseline: the same model with the image removed.
+    ``questions``: the question rows to train on (default all training questions; e.g.
+    ``adapter.st.labelled_questions(500)`` for the low-label regime).
     """
     def step(m, b):
         return {"loss": adapter.vqa_step(m, b, zero_image).loss}
 
-    return train(model, lambda s: {k: v for k, v in adapter.st.vqa_batch(s, batch, seed=seed).items() if k != "rows"},
+    def batches(s):
+        return {k: v for k, v in adapter.st.vqa_batch(s, batch, seed=seed, questions=questions).items() if k != "rows"}
+
+    return train(model, batches,
                  step, TrainConfig(steps=steps, lr=lr, warmup_steps=warmup, seed=seed, progress=progress), device=device)
 
 
@@ -87,25 +93,69 @@ def evaluate_pretraining(model: nn.Module, adapter: SceneAdapter, *, split: str 
     return sums
 
 
-def evaluate_vqa(model: nn.Module, adapter: SceneAdapter, *, zero_image: bool = False, split: str = "test") -> float:
-    """Official VQA accuracy (:func:`vlp_course.data.vqa.vqa_accuracy`) of the argmax answer on ``split``'s questions."""
+def vqa_predictions(model: nn.Module, adapter: SceneAdapter, *, zero_image: bool = False, split: str = "test") -> list[dict]:
+    """The model's answer to every question of ``split``'s images, with its official VQA accuracy
+    (:meth:`~vlp_course.data.vl_tensors.SceneTensors.vqa_predictions`: one dict per question)."""
     model.eval()
     dev = next(model.parameters()).device
-    return adapter.st.score_vqa(
+    return adapter.st.vqa_predictions(
         lambda b: adapter.vqa_step(model, {k: v.to(dev) for k, v in b.items()}, zero_image).logits["vqa"].cpu(),
         split=split)
 
 
-def vqa_against_question_only(pretrained: nn.Module, adapter: SceneAdapter, steps: int, *, name: str, batch: int = 64,
+def evaluate_vqa(model: nn.Module, adapter: SceneAdapter, *, zero_image: bool = False, split: str = "test") -> float:
+    """Official VQA accuracy (:func:`vlp_course.data.vqa.vqa_accuracy`) of the argmax answer on ``split``'s questions."""
+    preds = vqa_predictions(model, adapter, zero_image=zero_image, split=split)
+    return float(sum(p["accuracy"] for p in preds) / len(preds))
+
+
+def accuracy_by_answer_type(predictions: list[dict]) -> dict[str, tuple[float, int]]:
+    """``{answer_type: (mean VQA accuracy, number of questions)}`` of :func:`vqa_predictions`' output, plus ``"all"``.
+
+    Raises:
+        ValueError: if ``predictions`` is empty.
+    """
+    if not predictions:
+        raise ValueError("no predictions to score")
+    groups: dict[str, list[float]] = {}
+    for p in predictions:
+        groups.setdefault(p["answer_type"], []).append(p["accuracy"])
+    groups["all"] = [p["accuracy"] for p in predictions]
+    return {k: (sum(v) / len(v), len(v)) for k, v in groups.items()}
+
+
+def finetune_from(source: nn.Module | None, adapter: SceneAdapter, steps: int, *, questions: Tensor | None = None,
+                  zero_image: bool = False, batch: int = 128, lr: float = 1e-3, warmup: int = 50, seed: int = 0,
+                  device=None) -> tuple[nn.Module, float, float]:
+    """A fresh VQA model (its weights drawn with ``torch.manual_seed(seed)``), the encoder of ``source``
+    copied in (``None``: from scratch), fine-tuned for ``steps`` and scored on the held-out images.
+
+    Returns:
+        ``(qa_model, vqa_accuracy, seconds)``: the official VQA accuracy in [0, 1] and the fine-tune's
+        wall-clock seconds (evaluation excluded).
+    """
+    torch.manual_seed(seed)
+    qa = adapter.qa_model()
+    if source is not None:
+        transfer_pretrained(qa, source)
+    t = time.perf_counter()
+    finetune_vqa(qa, adapter, steps, zero_image=zero_image, batch=batch, lr=lr, warmup=warmup, seed=seed,
+                 questions=questions, device=device)
+    seconds = time.perf_counter() - t
+    return qa, evaluate_vqa(qa, adapter, zero_image=zero_image), seconds
+
+
+def vqa_against_question_only(pretrained: nn.Module, adapter: SceneAdapter, steps: int, *, name: str, batch: int = 128,
                               seed: int = 0, device=None
-                              ) -> tuple[dict[str, float], dict[str, list[str]], dict[str, float]]:
+                              ) -> tuple[dict[str, float], dict[str, list[str]], dict[str, float], nn.Module]:
     """Fine-tune two VQA models from the same checkpoint for the same budget, one with the image
     zeroed (the question-only baseline) and one with it, and measure both on the held-out images.
 
     Returns:
         ``(accuracies, moved, seconds)``: accuracies ``{"question only (image zeroed)": acc,
         f"{name} (with the image)": acc, "majority answer": acc}`` (official VQA accuracy in [0, 1]),
-        the last :func:`transfer_pretrained` report, and each fine-tune's wall-clock seconds.
+        the last :func:`transfer_pretrained` report, each fine-tune's wall-clock seconds, and the
+        fine-tuned model that sees the image.
     """
     results: dict[str, float] = {}
     seconds: dict[str, float] = {}
@@ -115,7 +165,7 @@ def vqa_against_question_only(pretrained: nn.Module, adapter: SceneAdapter, step
         moved = transfer_pretrained(qa, pretrained)
         t = time.perf_counter()
         finetune_vqa(qa, adapter, steps, zero_image=zero_image, batch=batch, seed=seed, device=device)
-        results[label] = evaluate_vqa(qa, adapter, zero_image=zero_image)
         seconds[label] = time.perf_counter() - t
+        results[label] = evaluate_vqa(qa, adapter, zero_image=zero_image)
     results["majority answer"] = adapter.st.majority_accuracy()
-    return results, moved, seconds
+    return results, moved, seconds, qa

@@ -1,0 +1,230 @@
+"""Does pretraining help? VQA accuracy in the low-label regime, pretrained against scratch against a control.
+
+    python benchmarks/bench_learning.py                 # -> benchmarks/results/learning.md and learning.csv
+    python benchmarks/bench_learning.py --quick         # one model, one seed, few steps: a smoke run
+    python benchmarks/run_all.py --only learning        # the same, inside the benchmark table
+
+For each of the four models, with ``LABELS`` labelled training questions (the low-label regime) and
+the same fine-tune budget (``STEPS`` steps of batch ``BATCH``, AdamW 1e-3, warm-up 50), the VQA
+model starts from:
+
+* ``pretrained``: the shipped checkpoint (``vlp_course/shipped/<model>_scenes.safetensors``);
+* ``scratch``: nothing (the same fresh initialisation of the answer head and of everything else);
+* ``wrong_scenes``: the **control**, a checkpoint pretrained with the same recipe and the same number of
+  steps on captions (and, for LXMERT, questions) shown with the wrong scenes
+  (:meth:`~vlp_course.data.vl_tensors.SceneTensors.with_wrong_scenes`). If the gain came from
+  aligned image-text pairs it must vanish here; if it came from merely seeing the words and the
+  regions (their statistics, the scale of the features), it would survive.
+
+The control checkpoint is not shipped: it is built once with
+``python -m vlp_course.recipes.shipped --model <model> --pairing wrong_scenes`` (the same time as the
+shipped one, minutes per model on two cores) and cached in ``cache_dir()/checkpoints``.
+Each condition runs with three seeds (the labelled subset, the fresh weights and the batch order
+all follow the seed); the table gives mean ± standard deviation and the gain in points.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from common import Row, machine  # noqa: E402
+
+from vlp_course import files  # noqa: E402
+from vlp_course.recipes import run as recipe_run  # noqa: E402
+from vlp_course.recipes.base import KINDS  # noqa: E402
+from vlp_course.recipes.shipped import checkpoint_name, default_recipe, load_scene_checkpoint, train_scene_checkpoint  # noqa: E402
+
+LABELS = 500
+STEPS = 300
+BATCH = 64
+SEEDS = (0, 1, 2)
+CONDITIONS = ("pretrained", "scratch", "wrong_scenes")
+COLUMNS = ["model", "condition", "labels", "seed", "steps", "vqa_accuracy", "seconds"]
+
+
+def control_checkpoint(kind: str, *, device=None) -> tuple[Path, float]:
+    """The wrong-scene control of ``kind`` (built and cached on first use): ``(path, seconds it took to build)``."""
+    from dataclasses import replace
+
+    path = files.cache_dir() / "checkpoints" / checkpoint_name(kind, "wrong_scenes")
+    if path.exists():
+        return path, 0.0
+    t = time.perf_counter()
+    train_scene_checkpoint(replace(default_recipe(kind), pairing="wrong_scenes"), path, device=device, progress=False)
+    return path, time.perf_counter() - t
+
+
+def measure(kind: str, *, labels: int = LABELS, steps: int = STEPS, batch: int = BATCH, seeds=SEEDS,
+            conditions=CONDITIONS, device=None, log=print) -> list[dict]:
+    """One row per (condition, seed): the columns of :data:`COLUMNS`."""
+    pre, ad, _ = load_scene_checkpoint(kind)
+    sources = {"pretrained": pre, "scratch": None}
+    if "wrong_scenes" in conditions:
+        path, built = control_checkpoint(kind, device=device)
+        if built:
+            log(f"{kind}: built the wrong-scene control in {built:.0f} s")
+        sources["wrong_scenes"] = load_scene_checkpoint(kind, path)[0]
+    rows = []
+    for seed in seeds:
+        questions = ad.st.labelled_questions(labels, seed=seed)
+        for cond in conditions:
+            src = sources[cond]
+            _, acc, secs = recipe_run.finetune_from(src.to(device or "cpu") if src is not None else None, ad, steps,
+                                             questions=questions, batch=batch, seed=seed, device=device)
+            rows.append({"model": kind, "condition": cond, "labels": labels, "seed": seed, "steps": steps,
+                         "vqa_accuracy": round(acc, 4), "seconds": round(secs, 1)})
+            log(f"{kind:10s} {cond:12s} seed {seed}: {acc:.1%} ({secs:.0f} s)")
+    return rows
+
+
+def summary(rows: list[dict]) -> dict[tuple[str, str], tuple[float, float]]:
+    """``{(model, condition): (mean, std)}`` of the VQA accuracy over seeds."""
+    out: dict[tuple[str, str], list[float]] = {}
+    for r in rows:
+        out.setdefault((r["model"], r["condition"]), []).append(float(r["vqa_accuracy"]))
+    return {k: (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0) for k, v in out.items()}
+
+
+def markdown_table(rows: list[dict]) -> list[str]:
+    s = summary(rows)
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    n = len({r["seed"] for r in rows})
+    lines = ["| model | pretrained | from scratch | wrong-scene control | gain over scratch (points) | control's gain (points) |",
+             "|---|---|---|---|---|---|"]
+    for m in models:
+        cell = {c: s.get((m, c)) for c in CONDITIONS}
+        fmt = {c: (f"{100 * v[0]:.1f} ± {100 * v[1]:.1f}%" if v else "—") for c, v in cell.items()}
+        gain = f"{100 * (cell['pretrained'][0] - cell['scratch'][0]):+.1f}" if cell["pretrained"] and cell["scratch"] else "—"
+        ctrl = f"{100 * (cell['wrong_scenes'][0] - cell['scratch'][0]):+.1f}" if cell["wrong_scenes"] and cell["scratch"] else "—"
+        lines.append(f"| {m} | {fmt['pretrained']} | {fmt['scratch']} | {fmt['wrong_scenes']} | {gain} | {ctrl} |")
+    lines.append("")
+    lines.append(f"Mean ± standard deviation over {n} seed{'s' if n > 1 else ''}; official VQA accuracy on the held-out images.")
+    return lines
+
+
+def write(rows: list[dict], out: Path, header: list[str]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "learning.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+    (out / "learning.md").write_text("\n".join(["# Does pretraining help? (bench_learning.py)", "", *header, "",
+                                                *markdown_table(rows), ""]))
+
+
+#: What held the old recipe back: one change at a time from this recipe (VisualBERT, from scratch, all labels).
+ABLATION_STEPS = 600
+ABLATIONS = (
+    ("this recipe: detector features, batch 128, lr 1e-3, warm-up 50, init 0.07, no dropout", {}, {}),
+    ("question only (image zeroed)", {}, {"zero_image": True}),
+    ("oracle features (one-hot + noise 0.3), as before", {"features": "oracle"}, {}),
+    ("batch 32 (as before), same steps", {}, {"batch": 32}),
+    ("init 0.02 (BERT-base's, too small at width 64)", {"init": 0.02}, {}),
+    ("dropout 0.1 (the originals')", {"dropout": 0.1}, {}),
+    ("learning rate 1e-4", {}, {"lr": 1e-4}),
+    ("no warm-up", {}, {"warmup": 0}),
+    ("width 128 (init 0.05)", {"hidden": 128, "ffn": 512, "init": 0.049}, {}),
+    ("4 layers", {"layers": 4}, {}),
+    (f"half the steps ({ABLATION_STEPS // 2})", {}, {"steps": ABLATION_STEPS // 2}),
+)
+
+
+def recipe_ablation(kind: str = "visualbert", steps: int = ABLATION_STEPS, seed: int = 0, log=print) -> list[dict]:
+    """VQA accuracy from scratch with all training questions, changing one thing at a time."""
+    from dataclasses import replace
+
+    from vlp_course.recipes.base import Recipe, scene_tensors
+    from vlp_course.recipes.shipped import adapter
+
+    rows = []
+    for label, recipe_change, run_change in ABLATIONS:
+        r = replace(Recipe(kind=kind), **recipe_change)
+        ad = adapter(scene_tensors(r), r)
+        kw = {"steps": steps, **run_change}
+        _, acc, secs = recipe_run.finetune_from(None, ad, kw.pop("steps"), seed=seed, **kw)
+        rows.append({"model": kind, "change": label, "steps": run_change.get("steps", steps), "seed": seed,
+                     "vqa_accuracy": round(acc, 4), "seconds": round(secs, 1)})
+        log(f"{label:70s} {acc:.1%} ({secs:.0f} s)")
+    return rows
+
+
+def write_ablation(rows: list[dict], out: Path, header: list[str]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "recipe.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    base = rows[0]["vqa_accuracy"]
+    lines = ["# What held the recipe back (bench_learning.py --recipe)", "", *header, "",
+             "| change | steps | VQA accuracy | points against this recipe | seconds |", "|---|---|---|---|---|"]
+    lines += [f"| {r['change']} | {r['steps']} | {100 * r['vqa_accuracy']:.1f}% | {100 * (r['vqa_accuracy'] - base):+.1f} | "
+              f"{r['seconds']:.0f} |" for r in rows]
+    (out / "recipe.md").write_text("\n".join(lines + [""]))
+
+
+def run_bench(quick: bool = False, out: Path | None = None, log=print) -> list[dict]:
+    kinds = KINDS[:1] if quick else KINDS
+    kw = dict(steps=20, seeds=(0,), conditions=("pretrained", "scratch")) if quick else {}
+    rows = []
+    for kind in kinds:
+        rows += measure(kind, log=log, **kw)
+    return rows
+
+
+def run(quick: bool = False, out: Path | None = None) -> list[Row]:
+    """For ``run_all.py``: one :class:`Row` per (model, condition, seed); the full run also writes learning.md/.csv."""
+    t = time.perf_counter()
+    rows = run_bench(quick)
+    if not quick and out is not None:
+        write(rows, Path(out), _header(time.perf_counter() - t))
+    return [Row("learning", f"{r['model']} {r['condition']} seed {r['seed']}", "VQA accuracy", float(r["vqa_accuracy"]),
+                "fraction", extra={"labels": r["labels"], "steps": r["steps"], "seconds": r["seconds"]}) for r in rows]
+
+
+def markdown(rows: list[Row]) -> list[str]:
+    return markdown_table([{"model": r.case.split()[0], "condition": r.case.split()[1], "seed": int(r.case.split()[-1]),
+                            "vqa_accuracy": r.value} for r in rows])
+
+
+def _header(seconds: float) -> list[str]:
+    return [f"Measured {dt.date.today().isoformat()} on {machine()}; {seconds / 60:.0f} min in all.",
+            f"{LABELS} labelled training questions, {STEPS} fine-tuning steps of batch {BATCH} (AdamW 1e-3, warm-up 50), "
+            "the same for every condition; seeds " + ", ".join(map(str, SEEDS)) + "."]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="VisualBERT, one seed, 20 steps, no control: a smoke run")
+    ap.add_argument("--recipe", action="store_true",
+                    help="instead: what held the recipe back, one change at a time (-> results/recipe.md, recipe.csv)")
+    ap.add_argument("--out", default=str(HERE / "results"))
+    args = ap.parse_args(argv)
+    t = time.perf_counter()
+    if args.recipe:
+        rows = recipe_ablation()
+        write_ablation(rows, Path(args.out), [f"Measured {dt.date.today().isoformat()} on {machine()}; VisualBERT from "
+                                              f"scratch, all training questions, seed 0, {ABLATION_STEPS} steps unless noted."])
+        print((Path(args.out) / "recipe.md").read_text())
+        return 0
+    rows = run_bench(args.quick)
+    if args.quick:
+        print("\n".join(markdown_table(rows)))
+        return 0
+    write(rows, Path(args.out), _header(time.perf_counter() - t))
+    print((Path(args.out) / "learning.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
