@@ -410,7 +410,7 @@ def test_questions_join_the_pretraining_batch(adapter):
     batch = st.pretrain_batch(0, 60)
     ids, mask, qa = adapter.ask_questions(batch, torch.Generator().manual_seed(0))
     k = round(60 * adapter.question_fraction)
-    assert k == 20 and ids.shape[1] == max(st.cap_ids.shape[1], st.q_ids.shape[1])
+    assert k == 20 and ids.shape[1] == max(batch["input_ids"].shape[1], st.q_ids.shape[1])  # the batch trims its captions
     # the caption rows are unchanged and unlabelled
     T = batch["input_ids"].shape[1]
     assert torch.equal(ids[k:, :T], batch["input_ids"][k:]) and (qa[k:] == -100).all()

@@ -30,9 +30,12 @@
 # 12. [ViLBERT: two streams that talk through co-attention](12_vilbert.ipynb)
 # 13. [VL-BERT: one BERT over words and regions, with visual feature embeddings](13_vlbert.ipynb)
 #
-# Notebooks 10–13 each pretrain their model briefly from scratch, then load a small checkpoint that
-# was pretrained for longer on the same scenes (shipped in `vlp_course/shipped/`, SHA-256 checked; the command that
-# reproduces it is in the notebook), and fine-tune it for VQA against a question-only baseline.
+# Notebooks 10–13 run the whole 2019 pipeline: pixels → the stand-in detector of notebook 8 →
+# region features → model → answer. Each pretrains its model briefly from scratch, then loads a
+# small checkpoint that was pretrained for longer on the same scenes (shipped in `vlp_course/shipped/`,
+# SHA-256 checked; the command that reproduces it is in the notebook), fine-tunes it for VQA against
+# a question-only baseline, and measures whether pretraining helped: the same fine-tune with 500
+# labelled questions from the checkpoint and from scratch.
 
 # %% [markdown]
 # ### The path, as a picture

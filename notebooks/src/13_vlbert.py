@@ -34,6 +34,7 @@ T0 = time.perf_counter()
 CFG = dict(
     pretrain_steps=100, pretrain_lr=2e-3,  # the short from-scratch run (budgets in steps, not seconds)
     vqa_steps=600, vqa_batch=64, min_margin=0.05,  # the VQA fine-tune from the checkpoint; the asserted gain
+    labels=500, low_label_steps=100, low_label_batch=64,  # does pretraining help? (the reduced, live version)
     batch=64, seed=0,
     probe_scenes=600,    # single-object scenes for the leakage probe
     roi_cells=8,         # RoIAlign cells per side of the pixel-level stand-in detector
@@ -82,11 +83,13 @@ plt.show()
 # %% [markdown]
 # ## 3. Data: scenes, captions, region features
 #
-# As in notebooks 10 to 12, each region's feature is an *oracle* (the one-hot shape, colour and size
-# of a ground-truth object plus noise) and the detector's class scores are a softmax of noisy one-hot
-# scores. Region 0 is the whole image, with box `[0, 0, W−1, H−1]` in pixels (VL-BERT's datasets
-# add it so); its feature is the mean of the regions' (during pretraining, of the regions that are
-# not hidden, as VL-BERT does with precomputed features). The model refuses boxes that break this
+# As in notebooks 10 to 12, the course's stand-in detector (notebook 8) gives each object box a
+# 128-d RoIAlign appearance vector and a class distribution over the shapes (the target of masked
+# RoI classification). Region 0 is the whole image, with box `[0, 0, W−1, H−1]` in pixels (VL-BERT's
+# datasets add it so); its feature is the detector's pooling of that box, as in VL-BERT's
+# end-to-end mode. In pretraining a hidden region is hidden **in the pixels**: its pixels are zeroed
+# and every feature, the whole image's included, is extracted again from the modified image (cached
+# per image and hidden set: `st.features_with_hidden_pixels`); section 6 measures why. The model refuses boxes that break this
 # contract: negative coordinates, boxes already normalised to [0, 1], or a box 0 that is not the
 # whole image.
 
@@ -128,8 +131,9 @@ assert gap < 1e-4
 #    one 80/10/10 decision for all its pieces (the scene vocabulary has one token per word);
 # 3. **lay out regions** — region 0 = the whole image, then the regions;
 # 4. **mask regions** — 15% of the real regions (never region 0); 90% of those are hidden: the [IMG]
-#    token becomes `object_mask_word_embedding`, the appearance `object_mask_visual_embedding`, and the
-#    whole-image feature is recomputed without them; the model predicts the detector's class scores
+#    token becomes `object_mask_word_embedding`, and their **pixels** are zeroed before the detector
+#    runs again on the image (`zero_box_pixels`, as the original's `mask_raw_pixels`), so neither their
+#    own feature nor the whole image's shows them; the model predicts the detector's class scores
 #    of every selected region (soft cross-entropy);
 # 5. **the text-only corpus** — VL-BERT trains, in the same step, MLM on text-only sentences
 #    (BooksCorpus and English Wikipedia; no image: the words get a learned `aux_text_visual_embedding`)
@@ -153,12 +157,11 @@ def vlbert_pretrain_step(model, batch, generator):
     input_ids, mlm_labels = sm.mask_words({"input_ids": input_ids, "attention_mask": attention_mask}, generator)
     # 3. lay out regions: region 0 = the whole image
     visual_feats, boxes, visual_attention_mask = sm.regions(batch)
-    # 4. mask regions: select 15%, hide 90% of those; the whole image = the mean of the regions not hidden
+    # 4. mask regions: select 15%, hide 90% of those: zero their pixels, extract every feature again (cached)
     reg = mask_regions(visual_feats, scheme="vlbert", region_mask=visual_attention_mask, num_global=1, generator=generator)
-    hidden = reg.actions == ZERO
-    keep = (visual_attention_mask[:, 1:].bool() & ~hidden[:, 1:]).to(visual_feats.dtype)[..., None]
-    visual_feats = visual_feats.clone()
-    visual_feats[:, 0] = (visual_feats[:, 1:] * keep).sum(1) / keep.sum(1).clamp(min=1)
+    hidden = reg.actions == ZERO  # (B, N+1)
+    feats, whole = st.features_with_hidden_pixels(batch["image"], hidden[:, 1:], zero_box_pixels)  # (B, N, F), (B, F)
+    visual_feats = torch.cat([whole[:, None], feats], 1)  # (B, N+1, F)
     det = sm.take("det_probs", batch)  # (B, N, C) the detector's class scores: the targets
     region_targets = torch.cat([torch.zeros_like(det[:, :1]), det], 1)  # none for region 0
     # 5. the text-only rows (half as many as captions), whole-word masked, [UNK] never a target
@@ -166,7 +169,7 @@ def vlbert_pretrain_step(model, batch, generator):
     # 6. model -> losses
     return model(input_ids, visual_feats, boxes, (W, W), attention_mask=attention_mask,
                  visual_attention_mask=visual_attention_mask, mlm_labels=mlm_labels, masked_regions=reg.selected,
-                 hidden_regions=hidden, region_targets=region_targets, text_only_ids=text_ids,
+                 hidden_regions=hidden, region_targets=region_targets, region_masking="pixels", text_only_ids=text_ids,
                  text_only_attention_mask=text_mask, text_only_mlm_labels=text_labels)
 
 
@@ -190,7 +193,7 @@ p = st.det_probs[st.region_mask.bool()]  # (regions, C) the detector's soft scor
 floor = float(-(p * p.log()).sum(-1).mean())  # soft cross-entropy cannot go below the targets' entropy
 print(f"masked-RoI loss floor (mean entropy of the soft targets): {floor:.3f}")
 assert last["mlm"] < 0.8 * first["mlm"] and last["mlm_text"] < 0.8 * first["mlm_text"]
-assert last["mrc"] - floor < first["mrc"] - floor  # the part above the floor falls
+assert abs(last["mrc"] - first["mrc"]) < 0.15 and last["mrc"] > floor + 1  # barely moves, far above its floor
 ln = model.vlbert.visual_ln_object.weight.detach().abs().mean().item()
 print(f"mean |weight| of visual_ln_object after training: {ln:.3f} (0 at the start): the image is fading in")
 assert ln > 0
@@ -285,8 +288,8 @@ assert held_out["mlm"] < scratch["mlm"] and held_out["mrc"] < scratch["mrc"] and
 # tested with the image zeroed (features, boxes and the number of regions).
 
 # %%
-results, moved, seconds = run.vqa_against_question_only(pre, sm, CFG["vqa_steps"], name="VL-BERT",
-                                                        batch=CFG["vqa_batch"], seed=CFG["seed"], device=device)
+results, moved, seconds, qa = run.vqa_against_question_only(pre, sm, CFG["vqa_steps"], name="VL-BERT",
+                                                            batch=CFG["vqa_batch"], seed=CFG["seed"], device=device)
 print(f"{len(moved['loaded'])} tensors from the checkpoint; new: {moved['new']}")
 for k, v in seconds.items():
     print(f"fine-tune + test, {k}: {v:.1f} s")
@@ -297,7 +300,54 @@ plt.show()
 base, full = results["question only (image zeroed)"], results["VL-BERT (with the image)"]
 print(f"with the image {full:.1%}, question only {base:.1%}, majority answer {results['majority answer']:.1%}")
 assert full > base + CFG["min_margin"], f"the model must use the image: {CFG['min_margin']:.0%} above the question-only model"
+
+# %% [markdown]
+# **By answer type.** VQA reports its accuracy per answer type: yes/no questions are where the
+# question-only model is strongest; counting and naming a colour or a shape need the image. The table
+# gives, per type, the fine-tuned model's accuracy with the image and the same model's when the
+# image is zeroed at test time: where the two agree, it answers from the question alone. Below, one
+# question the model got wrong, drawn on its image.
+
+# %%
+from vlp_course.viz import show_vqa_answer
+
+preds = run.vqa_predictions(qa, sm)
+blind = run.accuracy_by_answer_type(run.vqa_predictions(qa, sm, zero_image=True))
+by_type = run.accuracy_by_answer_type(preds)
+print(f"{'answer type':12s} {'questions':>9s} {'with the image':>15s} {'same model, image zeroed':>25s}")
+for kind, (acc, n) in by_type.items():
+    print(f"{kind:12s} {n:9d} {acc:15.1%} {blind[kind][0]:25.1%}")
+assert abs(by_type["all"][0] - full) < 1e-9
+wrong = next(p for p in preds if p["accuracy"] == 0 and p["answer_type"] != "yes/no")
+show_vqa_answer(st.ds.scenes.images[wrong["image"]], wrong)
+plt.show()
+
+# %% [markdown]
+# ## Does pretraining help?
+#
+# The comparison above starts both models from the same checkpoint: it shows that the image helps,
+# not that *pretraining* does. For that, fine-tune from the checkpoint and from scratch with the
+# same labels and steps, where pretraining should matter most: few labels (500 questions).
+# `benchmarks/bench_learning.py` measures it for the four models with three seeds and a control
+# (a checkpoint pretrained on captions shown with the wrong scenes); this is its reduced version.
+
+# %%
+labelled = st.labelled_questions(CFG["labels"], seed=CFG["seed"])
+low = {}
+for name, source in (("from the checkpoint", pre), ("from scratch", None)):
+    _, low[name], _ = run.finetune_from(source, sm, CFG["low_label_steps"], questions=labelled,
+                                        batch=CFG["low_label_batch"], seed=CFG["seed"], device=device)
+    print(f"{CFG['labels']} labels, {CFG['low_label_steps']} steps, {name:20s} {low[name]:.1%}")
+gain = low["from the checkpoint"] - low["from scratch"]
+print(f"gain from pretraining: {100 * gain:+.1f} points")
+assert abs(gain) < 0.1, "the text below reports no clear gain at this budget"
 print(f"total time {time.perf_counter() - T0:.0f} s")
+
+# %% [markdown]
+# **What the numbers say.** With this checkpoint the fine-tune from pretraining is *not* clearly
+# better than the one from scratch: the gap is a few points, either way (+1 when this was written).
+# VL-BERT has no matching task, and its visual LayerNorms (below) let little of the image through
+# after 2,000 steps. A pretraining gain is something to measure, not to assume.
 
 # %% [markdown]
 # **Reading the numbers.** VL-BERT uses the image, but with this recipe its margin over the
