@@ -49,6 +49,29 @@ FEATURES = ("detector", "oracle")
 SPECIALS = (PAD, UNK, CLS, SEP, MASK)
 
 
+def _empty_regions(I: int, n_max: int, F: int) -> dict[str, Tensor]:
+    """The region tensors of :func:`oracle_regions` / :func:`detector_regions`, all padding: zero
+    features and distributions, boxes (0, 0, 1, 1), region mask 0, labels -100 (``image_feats`` not included)."""
+    out = {
+        "feats": torch.zeros(I, n_max, F),
+        "boxes": torch.tensor([0.0, 0.0, 1.0, 1.0]).repeat(I, n_max, 1),
+        "region_mask": torch.zeros(I, n_max, dtype=torch.long),
+        "det_probs": torch.zeros(I, n_max, len(SHAPES)),
+        "attr_probs": torch.zeros(I, n_max, len(COLORS)),
+    }
+    for k in ("shape_labels", "color_labels", "size_labels", "det_labels", "attr_labels"):
+        out[k] = torch.full((I, n_max), IGNORE_INDEX, dtype=torch.long)
+    return out
+
+
+def _set_ground_truth(out: dict[str, Tensor], i: int, scene, n: int) -> None:
+    """Row ``i``: the first ``n`` objects of ``scene`` are real, with their pixel boxes and true shape, colour, size."""
+    out["boxes"][i, :n] = torch.as_tensor(scene.boxes()[:n], dtype=torch.float32)
+    out["region_mask"][i, :n] = 1
+    for k, a in (("shape_labels", scene.labels()), ("color_labels", scene.color_labels()), ("size_labels", scene.size_labels())):
+        out[k][i, :n] = torch.as_tensor(a[:n], dtype=torch.long)
+
+
 def oracle_regions(scenes: Sequence, noise: float, generator: torch.Generator, max_regions: int | None = None):
     """Oracle region inputs of a list of scenes.
 
@@ -67,26 +90,15 @@ def oracle_regions(scenes: Sequence, noise: float, generator: torch.Generator, m
         raise ValueError(f"noise must be >= 0, got {noise}")
     n_max = max_regions or max(len(sc.objects) for sc in scenes)
     I = len(scenes)
-    out = {
-        "feats": torch.zeros(I, n_max, FEATURE_WIDTH),
-        "boxes": torch.tensor([0.0, 0.0, 1.0, 1.0]).repeat(I, n_max, 1),
-        "region_mask": torch.zeros(I, n_max, dtype=torch.long),
-        "det_probs": torch.zeros(I, n_max, len(SHAPES)),
-        "attr_probs": torch.zeros(I, n_max, len(COLORS)),
-        "image_feats": torch.zeros(I, FEATURE_WIDTH),
-    }
-    for k in ("shape_labels", "color_labels", "size_labels", "det_labels", "attr_labels"):
-        out[k] = torch.full((I, n_max), IGNORE_INDEX, dtype=torch.long)
+    out = {**_empty_regions(I, n_max, FEATURE_WIDTH), "image_feats": torch.zeros(I, FEATURE_WIDTH)}
     for i, sc in enumerate(scenes):
         n = min(len(sc.objects), n_max)
         if n == 0:
             raise ValueError(f"scene {i} has no object")
-        sh, co, si = (torch.as_tensor(a[:n], dtype=torch.long) for a in (sc.labels(), sc.color_labels(), sc.size_labels()))
+        _set_ground_truth(out, i, sc, n)
+        sh, co, si = out["shape_labels"][i, :n], out["color_labels"][i, :n], out["size_labels"][i, :n]
         one_hot = torch.cat([torch.eye(len(SHAPES))[sh], torch.eye(len(COLORS))[co], torch.eye(len(SIZES))[si]], 1)  # (n, F)
         out["feats"][i, :n] = one_hot + noise * torch.randn(n, FEATURE_WIDTH, generator=generator)
-        out["boxes"][i, :n] = torch.as_tensor(sc.boxes()[:n], dtype=torch.float32)
-        out["region_mask"][i, :n] = 1
-        out["shape_labels"][i, :n], out["color_labels"][i, :n], out["size_labels"][i, :n] = sh, co, si
         scores = 4.0 * torch.eye(len(SHAPES))[sh] + torch.randn(n, len(SHAPES), generator=generator)
         out["det_probs"][i, :n] = scores.softmax(-1)
         out["det_labels"][i, :n] = out["det_probs"][i, :n].argmax(-1)
@@ -178,23 +190,12 @@ def detector_regions(scenes, detector=None, max_regions: int | None = None, *, c
     I, S = len(scenes), images.shape[1]
     ext = _extract(detector, images, [normalize(b, S, S) for b in pixel_boxes])
     D = ext["features"][0].shape[1]
-    out = {
-        "feats": torch.zeros(I, n_max, D),
-        "boxes": torch.tensor([0.0, 0.0, 1.0, 1.0]).repeat(I, n_max, 1),
-        "region_mask": torch.zeros(I, n_max, dtype=torch.long),
-        "det_probs": torch.zeros(I, n_max, len(SHAPES)),
-        "attr_probs": torch.zeros(I, n_max, len(COLORS)),
-        "image_feats": torch.stack([f[0] for f in ext["features"]]),  # (I, D) the whole-image box
-    }
-    for k in ("shape_labels", "color_labels", "size_labels", "det_labels", "attr_labels"):
-        out[k] = torch.full((I, n_max), IGNORE_INDEX, dtype=torch.long)
+    out = {**_empty_regions(I, n_max, D),
+           "image_feats": torch.stack([f[0] for f in ext["features"]])}  # (I, D) the whole-image box
     for i, sc in enumerate(scenes):
         n = len(pixel_boxes[i])
+        _set_ground_truth(out, i, sc, n)
         out["feats"][i, :n] = ext["features"][i][1:]
-        out["boxes"][i, :n] = pixel_boxes[i]
-        out["region_mask"][i, :n] = 1
-        for k, a in (("shape_labels", sc.labels()), ("color_labels", sc.color_labels()), ("size_labels", sc.size_labels())):
-            out[k][i, :n] = torch.as_tensor(a[:n], dtype=torch.long)
         out["det_probs"][i, :n] = ext["class_probs"][i][1:]
         out["attr_probs"][i, :n] = ext["attr_probs"][i][1:]
         out["det_labels"][i, :n] = out["det_probs"][i, :n].argmax(-1)
