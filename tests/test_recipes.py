@@ -262,3 +262,25 @@ def test_vqa_against_question_only_trains_both_models_from_the_checkpoint(small)
     # LXMERT's pretraining answer head has the VQA answer table, so it moves too (airsplay's
     # --loadLXMERTQA, load_lxmert_qa in src/pretrain/qa_answer_table.py): nothing new
     assert moved["loaded"] and moved["new"] == [] and "answer_head.logit_fc.3.weight" in moved["loaded"]
+
+
+def test_answer_types_pairs_each_type_with_the_same_model_image_zeroed(small):
+    sm = _adapter("visualbert", small)
+    torch.manual_seed(0)
+    qa = sm.qa_model()
+    preds, table = run.answer_types(qa, sm)
+    assert preds == run.vqa_predictions(qa, sm)
+    with_image = run.accuracy_by_answer_type(preds)
+    zeroed = run.accuracy_by_answer_type(run.vqa_predictions(qa, sm, zero_image=True))
+    assert table == {k: (acc, zeroed[k][0], n) for k, (acc, n) in with_image.items()}
+    assert table["all"][2] == len(preds) and table["all"][0] == run.evaluate_vqa(qa, sm)
+
+
+def test_pretrained_against_scratch_is_two_finetunes_on_the_same_labels(small):
+    sm = _adapter("visualbert", small)
+    torch.manual_seed(1)
+    pre = sm.pretraining_model()
+    low = run.pretrained_against_scratch(pre, sm, 2, labels=30, batch=8, seed=3)
+    q = sm.st.labelled_questions(30, seed=3)
+    assert low == {"from the checkpoint": run.finetune_from(pre, sm, 2, questions=q, batch=8, seed=3)[1],
+                   "from scratch": run.finetune_from(None, sm, 2, questions=q, batch=8, seed=3)[1]}

@@ -31,8 +31,8 @@ import torch
 from vlp_course.pretraining.regions import mask_regions
 from vlp_course.recipes.base import Recipe, scene_tensors
 from vlp_course.recipes.lxmert import LxmertAdapter
-from vlp_course.recipes.run import (accuracy_by_answer_type, evaluate_pretraining, finetune_from, pretrain,
-                                    vqa_against_question_only, vqa_predictions)
+from vlp_course.recipes.run import (answer_types, evaluate_pretraining, pretrain, pretrained_against_scratch,
+                                    vqa_against_question_only)
 from vlp_course.recipes.shipped import load_scene_checkpoint
 from vlp_course.text.vocab import tokenize
 
@@ -363,12 +363,10 @@ assert full > base + CFG["min_margin"], f"the model must use the image: {CFG['mi
 # %%
 from vlp_course.viz import show_vqa_answer
 
-preds = vqa_predictions(qa, ad)
-blind = accuracy_by_answer_type(vqa_predictions(qa, ad, zero_image=True))
-by_type = accuracy_by_answer_type(preds)
+preds, by_type = answer_types(qa, ad)
 print(f"{'answer type':12s} {'questions':>9s} {'with the image':>15s} {'same model, image zeroed':>25s}")
-for kind, (acc, n) in by_type.items():
-    print(f"{kind:12s} {n:9d} {acc:15.1%} {blind[kind][0]:25.1%}")
+for kind, (acc, zeroed, n) in by_type.items():
+    print(f"{kind:12s} {n:9d} {acc:15.1%} {zeroed:25.1%}")
 assert abs(by_type["all"][0] - full) < 1e-9
 wrong = next(p for p in preds if p["accuracy"] == 0 and p["answer_type"] != "yes/no")
 show_vqa_answer(st.ds.scenes.images[wrong["image"]], wrong)
@@ -384,12 +382,10 @@ plt.show()
 # (a checkpoint pretrained on captions shown with the wrong scenes); this is its reduced version.
 
 # %%
-labelled = st.labelled_questions(CFG["labels"], seed=CFG["seed"])
-low = {}
-for name, source in (("from the checkpoint", pre), ("from scratch", None)):
-    _, low[name], _ = finetune_from(source, ad, CFG["low_label_steps"], questions=labelled,
-                                        batch=CFG["low_label_batch"], seed=CFG["seed"], device=device)
-    print(f"{CFG['labels']} labels, {CFG['low_label_steps']} steps, {name:20s} {low[name]:.1%}")
+low = pretrained_against_scratch(pre, ad, CFG["low_label_steps"], labels=CFG["labels"],
+                           batch=CFG["low_label_batch"], seed=CFG["seed"], device=device)
+for name, acc in low.items():
+    print(f"{CFG['labels']} labels, {CFG['low_label_steps']} steps, {name:20s} {acc:.1%}")
 gain = low["from the checkpoint"] - low["from scratch"]
 print(f"gain from pretraining: {100 * gain:+.1f} points")
 assert gain > 0, "the text below reports a gain from pretraining"

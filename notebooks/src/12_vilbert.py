@@ -347,12 +347,10 @@ assert full > CFG["min_accuracy"], f"with the detector's features ViLBERT answer
 # %%
 from vlp_course.viz import show_vqa_answer
 
-preds = run.vqa_predictions(qa, sm)
-blind = run.accuracy_by_answer_type(run.vqa_predictions(qa, sm, zero_image=True))
-by_type = run.accuracy_by_answer_type(preds)
+preds, by_type = run.answer_types(qa, sm)
 print(f"{'answer type':12s} {'questions':>9s} {'with the image':>15s} {'same model, image zeroed':>25s}")
-for kind, (acc, n) in by_type.items():
-    print(f"{kind:12s} {n:9d} {acc:15.1%} {blind[kind][0]:25.1%}")
+for kind, (acc, zeroed, n) in by_type.items():
+    print(f"{kind:12s} {n:9d} {acc:15.1%} {zeroed:25.1%}")
 assert abs(by_type["all"][0] - full) < 1e-9
 wrong = next(p for p in preds if p["accuracy"] == 0 and p["answer_type"] != "yes/no")
 show_vqa_answer(st.ds.scenes.images[wrong["image"]], wrong)
@@ -368,12 +366,10 @@ plt.show()
 # (a checkpoint pretrained on captions shown with the wrong scenes); this is its reduced version.
 
 # %%
-labelled = st.labelled_questions(CFG["labels"], seed=CFG["seed"])
-low = {}
-for name, source in (("from the checkpoint", pre), ("from scratch", None)):
-    _, low[name], _ = run.finetune_from(source, sm, CFG["low_label_steps"], questions=labelled,
-                                        batch=CFG["low_label_batch"], seed=CFG["seed"], device=device)
-    print(f"{CFG['labels']} labels, {CFG['low_label_steps']} steps, {name:20s} {low[name]:.1%}")
+low = run.pretrained_against_scratch(pre, sm, CFG["low_label_steps"], labels=CFG["labels"],
+                           batch=CFG["low_label_batch"], seed=CFG["seed"], device=device)
+for name, acc in low.items():
+    print(f"{CFG['labels']} labels, {CFG['low_label_steps']} steps, {name:20s} {acc:.1%}")
 gain = low["from the checkpoint"] - low["from scratch"]
 print(f"gain from pretraining: {100 * gain:+.1f} points")
 assert gain > 0, "the text below reports a gain from pretraining"

@@ -15,7 +15,8 @@ from vlp_course.recipes.base import SceneAdapter
 from vlp_course.training import History, TrainConfig, train
 
 __all__ = ["transfer_pretrained", "step_scalars", "pretrain", "finetune_vqa", "evaluate_pretraining", "evaluate_vqa",
-           "vqa_predictions", "accuracy_by_answer_type", "vqa_against_question_only", "finetune_from"]
+           "vqa_predictions", "accuracy_by_answer_type", "answer_types", "vqa_against_question_only", "finetune_from",
+           "pretrained_against_scratch"]
 
 
 def transfer_pretrained(qa_model: nn.Module, pretrained: nn.Module) -> dict[str, list[str]]:
@@ -122,6 +123,24 @@ def accuracy_by_answer_type(predictions: list[dict]) -> dict[str, tuple[float, i
         groups.setdefault(p["answer_type"], []).append(p["accuracy"])
     groups["all"] = [p["accuracy"] for p in predictions]
     return {k: (sum(v) / len(v), len(v)) for k, v in groups.items()}
+
+
+def answer_types(model: nn.Module, adapter: SceneAdapter) -> tuple[list[dict], dict[str, tuple[float, float, int]]]:
+    """The model's held-out predictions (:func:`vqa_predictions`) and, per answer type plus ``"all"``,
+    ``(accuracy with the image, accuracy of the same model with the image zeroed, number of questions)``."""
+    preds = vqa_predictions(model, adapter)
+    blind = accuracy_by_answer_type(vqa_predictions(model, adapter, zero_image=True))
+    return preds, {k: (acc, blind[k][0], n) for k, (acc, n) in accuracy_by_answer_type(preds).items()}
+
+
+def pretrained_against_scratch(pretrained: nn.Module, adapter: SceneAdapter, steps: int, *, labels: int,
+                               batch: int = 64, seed: int = 0, device=None) -> dict[str, float]:
+    """The low-label comparison: VQA accuracy after the same fine-tune on ``labels`` training questions
+    (:meth:`~vlp_course.data.vl_tensors.SceneTensors.labelled_questions`) from ``pretrained`` and from
+    scratch: ``{"from the checkpoint": acc, "from scratch": acc}``."""
+    questions = adapter.st.labelled_questions(labels, seed=seed)
+    return {name: finetune_from(source, adapter, steps, questions=questions, batch=batch, seed=seed, device=device)[1]
+            for name, source in (("from the checkpoint", pretrained), ("from scratch", None))}
 
 
 def finetune_from(source: nn.Module | None, adapter: SceneAdapter, steps: int, *, questions: Tensor | None = None,
