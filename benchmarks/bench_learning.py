@@ -2,6 +2,7 @@
 
     python benchmarks/bench_learning.py                 # -> benchmarks/results/learning.md and learning.csv
     python benchmarks/bench_learning.py --quick         # one model, one seed, few steps: a smoke run
+    python benchmarks/bench_learning.py --models visualbert   # re-measure some models, keep the others' rows
     python benchmarks/run_all.py --only learning        # the same, inside the benchmark table
 
 For each of the four models, with ``LABELS`` labelled training questions (the low-label regime) and
@@ -50,7 +51,7 @@ STEPS = 300
 BATCH = 64
 SEEDS = (0, 1, 2)
 CONDITIONS = ("pretrained", "scratch", "wrong_scenes")
-COLUMNS = ["model", "condition", "labels", "seed", "steps", "vqa_accuracy", "seconds"]
+COLUMNS = ["model", "condition", "labels", "seed", "steps", "vqa_accuracy", "seconds", "measured"]
 
 
 def control_checkpoint(kind: str, *, device=None) -> tuple[Path, float]:
@@ -69,6 +70,7 @@ def measure(kind: str, *, labels: int = LABELS, steps: int = STEPS, batch: int =
             conditions=CONDITIONS, device=None, log=print) -> list[dict]:
     """One row per (condition, seed): the columns of :data:`COLUMNS`."""
     pre, ad, _ = load_scene_checkpoint(kind)
+    measured = f"{dt.date.today().isoformat()} on {machine()}"
     sources = {"pretrained": pre, "scratch": None}
     if "wrong_scenes" in conditions:
         path, built = control_checkpoint(kind, device=device)
@@ -83,7 +85,7 @@ def measure(kind: str, *, labels: int = LABELS, steps: int = STEPS, batch: int =
             _, acc, secs = recipe_run.finetune_from(src.to(device or "cpu") if src is not None else None, ad, steps,
                                              questions=questions, batch=batch, seed=seed, device=device)
             rows.append({"model": kind, "condition": cond, "labels": labels, "seed": seed, "steps": steps,
-                         "vqa_accuracy": round(acc, 4), "seconds": round(secs, 1)})
+                         "vqa_accuracy": round(acc, 4), "seconds": round(secs, 1), "measured": measured})
             log(f"{kind:10s} {cond:12s} seed {seed}: {acc:.1%} ({secs:.0f} s)")
     return rows
 
@@ -114,11 +116,19 @@ def markdown_table(rows: list[dict]) -> list[str]:
 
 
 def write(rows: list[dict], out: Path, header: list[str]) -> None:
+    """``out``/learning.csv and learning.md; with the default ``out``, the csv is also copied to
+    ``vlp_course/shipped/learning.csv``, where the notebooks read it (``shipped.learning_results``)."""
     out.mkdir(parents=True, exist_ok=True)
-    with (out / "learning.csv").open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=COLUMNS)
-        w.writeheader()
-        w.writerows(rows)
+    targets = [out / "learning.csv"]
+    if out.resolve() == (HERE / "results").resolve():
+        targets.append(files.shipped_dir() / "learning.csv")
+    for target in targets:
+        with target.open("w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=COLUMNS)
+            w.writeheader()
+            w.writerows(rows)
+    if len(targets) > 1:
+        files.record_sha256(targets[1])  # the shipped folder lists every file's SHA-256
     (out / "learning.md").write_text("\n".join(["# Does pretraining help? (bench_learning.py)", "", *header, "",
                                                 *markdown_table(rows), ""]))
 
@@ -173,8 +183,21 @@ def write_ablation(rows: list[dict], out: Path, header: list[str]) -> None:
     (out / "recipe.md").write_text("\n".join(lines + [""]))
 
 
-def run_bench(quick: bool = False, out: Path | None = None, log=print) -> list[dict]:
-    kinds = KINDS[:1] if quick else KINDS
+def read_rows(out: Path) -> list[dict]:
+    """The rows of an existing ``learning.csv`` in ``out`` (numbers as numbers); [] if there is none."""
+    path = out / "learning.csv"
+    if not path.exists():
+        return []
+    with path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for r in rows:
+        r.update(labels=int(r["labels"]), seed=int(r["seed"]), steps=int(r["steps"]),
+                 vqa_accuracy=float(r["vqa_accuracy"]), seconds=float(r["seconds"]), measured=r.get("measured") or "unknown")
+    return rows
+
+
+def run_bench(quick: bool = False, out: Path | None = None, log=print, kinds=None) -> list[dict]:
+    kinds = KINDS[:1] if quick else (kinds or KINDS)
     kw = dict(steps=20, seeds=(0,), conditions=("pretrained", "scratch")) if quick else {}
     rows = []
     for kind in kinds:
@@ -200,7 +223,9 @@ def markdown(rows: list[Row]) -> list[str]:
 def _header(seconds: float) -> list[str]:
     return [f"Measured {dt.date.today().isoformat()} on {machine()}; {seconds / 60:.0f} min in all.",
             f"{LABELS} labelled training questions, {STEPS} fine-tuning steps of batch {BATCH} (AdamW 1e-3, warm-up 50), "
-            "the same for every condition; seeds " + ", ".join(map(str, SEEDS)) + "."]
+            "the same for every condition; seeds " + ", ".join(map(str, SEEDS)) + ".",
+            "Each wrong-scene control is built once with the shipped recipe's steps "
+            "(`python -m vlp_course.recipes.shipped --model X --pairing wrong_scenes`) and cached."]
 
 
 def main(argv=None) -> int:
@@ -208,6 +233,8 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="VisualBERT, one seed, 20 steps, no control: a smoke run")
     ap.add_argument("--recipe", action="store_true",
                     help="instead: what held the recipe back, one change at a time (-> results/recipe.md, recipe.csv)")
+    ap.add_argument("--models", nargs="+", choices=KINDS, default=None,
+                    help="measure only these models; the other models' rows are kept from the existing learning.csv")
     ap.add_argument("--out", default=str(HERE / "results"))
     args = ap.parse_args(argv)
     t = time.perf_counter()
@@ -217,11 +244,17 @@ def main(argv=None) -> int:
                                               f"scratch, all training questions, seed 0, {ABLATION_STEPS} steps unless noted."])
         print((Path(args.out) / "recipe.md").read_text())
         return 0
-    rows = run_bench(args.quick)
+    rows = run_bench(args.quick, kinds=args.models)
     if args.quick:
         print("\n".join(markdown_table(rows)))
         return 0
-    write(rows, Path(args.out), _header(time.perf_counter() - t))
+    header = _header(time.perf_counter() - t)
+    if args.models:
+        kept = [r for r in read_rows(Path(args.out)) if r["model"] not in args.models]
+        rows = sorted(kept + rows, key=lambda r: KINDS.index(r["model"]))
+        header[0] = header[0].replace("Measured", "Rows of " + ", ".join(args.models) + " measured") + \
+            (" The other models' rows are kept from an earlier run (the `measured` column of learning.csv)." if kept else "")
+    write(rows, Path(args.out), header)
     print((Path(args.out) / "learning.md").read_text())
     return 0
 

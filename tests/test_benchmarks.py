@@ -4,6 +4,7 @@ No timing is asserted."""
 
 from __future__ import annotations
 
+import csv
 import math
 import sys
 from pathlib import Path
@@ -184,3 +185,54 @@ def test_learning_measure_rows_have_every_column(tmp_path):
     bl.write(rows, tmp_path, ["header"])
     assert (tmp_path / "learning.csv").read_text().splitlines()[0] == ",".join(bl.COLUMNS)
     assert "| visualbert |" in (tmp_path / "learning.md").read_text()
+
+
+def test_learning_models_option_remeasures_some_models_and_keeps_the_others(tmp_path, monkeypatch):
+    import bench_learning as bl
+
+    def fake_measure(kind, **kw):
+        return [{"model": kind, "condition": c, "labels": 500, "seed": 0, "steps": 300, "vqa_accuracy": 0.9,
+                 "seconds": 1.0, "measured": "today on here"} for c in bl.CONDITIONS]
+
+    old = [{"model": m, "condition": c, "labels": 500, "seed": 0, "steps": 300, "vqa_accuracy": 0.5, "seconds": 2.0,
+            "measured": "before"} for m in ("visualbert", "lxmert") for c in bl.CONDITIONS]
+    bl.write(old, tmp_path, ["Measured before"])
+    monkeypatch.setattr(bl, "measure", fake_measure)
+    assert bl.main(["--models", "lxmert", "--out", str(tmp_path)]) == 0
+    rows = bl.read_rows(tmp_path)
+    by = {(r["model"], r["condition"]): r for r in rows}
+    assert len(rows) == 6 and [r["model"] for r in rows] == ["visualbert"] * 3 + ["lxmert"] * 3  # KINDS order
+    assert by["visualbert", "pretrained"]["vqa_accuracy"] == 0.5 and by["visualbert", "scratch"]["measured"] == "before"
+    assert by["lxmert", "pretrained"]["vqa_accuracy"] == 0.9 and by["lxmert", "scratch"]["measured"] == "today on here"
+    assert "Rows of lxmert measured" in (tmp_path / "learning.md").read_text()
+
+
+def test_the_shipped_learning_results_are_the_benchmarks_and_read_back_per_model(tmp_path):
+    from vlp_course import files
+    from vlp_course.recipes.shipped import LEARNING_COLUMNS, learning_results
+
+    results = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "learning.csv"
+    shipped = files.shipped_dir() / "learning.csv"
+    assert shipped.read_bytes() == results.read_bytes(), "bench_learning.py writes both copies"
+    rows = list(csv.DictReader(shipped.open()))
+    assert tuple(rows[0]) == LEARNING_COLUMNS
+    for kind in ("visualbert", "lxmert", "vilbert", "vlbert"):  # the twelve conditions x 3 seeds
+        assert sorted((r["condition"], r["seed"]) for r in rows if r["model"] == kind) == sorted(
+            (c, s) for c in ("pretrained", "scratch", "wrong_scenes") for s in "012")
+    # hand-computed mean and sample std of three rows
+    f = tmp_path / "l.csv"
+    f.write_text(",".join(LEARNING_COLUMNS) + "\n" + "".join(
+        f"vilbert,{c},500,{s},300,{a},1.0,today\n" for c, s, a in
+        (("pretrained", 0, 0.7), ("pretrained", 1, 0.8), ("pretrained", 2, 0.9), ("scratch", 0, 0.6))))
+    got = learning_results("vilbert", f)
+    assert got["conditions"]["pretrained"] == pytest.approx((0.8, 0.1, 3)) and got["conditions"]["scratch"] == (0.6, 0.0, 1)
+    assert got["labels"] == 500 and got["steps"] == 300 and got["measured"] == "today"
+    with pytest.raises(ValueError, match="no rows for 'lxmert'"):
+        learning_results("lxmert", f)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        learning_results("bert", f)
+    (tmp_path / "bad.csv").write_text("model,condition\nvilbert,scratch\n")
+    with pytest.raises(ValueError, match="lacks the columns"):
+        learning_results("vilbert", tmp_path / "bad.csv")
+    with pytest.raises(FileNotFoundError, match="bench_learning.py"):
+        learning_results("vilbert", tmp_path / "none.csv")

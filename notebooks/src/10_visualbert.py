@@ -33,8 +33,8 @@ T0 = time.perf_counter()
 # %%
 CFG = dict(
     pretrain_steps=100, pretrain_lr=2e-3,  # the short from-scratch run
-    vqa_steps=200, vqa_batch=128, min_margin=0.05,  # the VQA fine-tune from the checkpoint; the asserted gain
-    labels=500, low_label_steps=100, low_label_batch=64,  # does pretraining help? (the reduced, live version)
+    vqa_steps=200, vqa_batch=128, min_margin=0.15, min_accuracy=0.7,  # the VQA fine-tune from the checkpoint; the asserted gain
+    labels=500, low_label_steps=300, low_label_batch=64,  # does pretraining help? (the reduced, live version)
     batch=64, seed=0,
 )
 recipe = Recipe(kind="visualbert")
@@ -203,11 +203,12 @@ assert mlm1 < 0.8 * mlm0, "the masked-word loss should fall by at least 20%"
 #
 # The course ships the same model pretrained for thousands of steps with the same recipe
 # (`vlp_course/shipped/visualbert_scenes.safetensors`, 0.5 MB, SHA-256 checked; `python -m
-# vlp_course.recipes.shipped --model visualbert` reproduces it in about five minutes on two
-# cores). Its metadata holds the recipe, the vocabulary and the training curves. We plot the curves
-# and measure the losses on captions of the held-out images. The masked words are now mostly
-# predicted right; matching is right about three times in four after 2,000 steps (notebook 9
-# continues it): binding words to regions is the slowest thing these models learn.
+# vlp_course.recipes.shipped --model visualbert` reproduces its 5,000 steps in about 17 minutes on
+# one core). Its metadata holds the recipe, the vocabulary and the training curves. We plot the
+# curves and measure the losses on captions of the held-out images. The masked words are now mostly
+# predicted right. Matching leaves chance only after about 1,200 steps; it was right three times in
+# four at 2,000 steps and levels off near 87% from about 5,000 (notebook 9 continues it): binding
+# words to regions is the slowest thing these models learn.
 
 # %%
 pre, sm_ckpt, meta = load_scene_checkpoint("visualbert")
@@ -225,6 +226,8 @@ print("                  | checkpoint:          ", {k: round(v, 3) for k, v in h
 assert held_out["mlm"] < 0.5 * scratch["mlm"]
 # matching has left chance: 1,024 held-out pairs, so 0.54 is more than 2.5 standard errors above 0.5
 assert held_out["itm"] < np.log(2) - 0.02 and held_out["itm_acc"] > 0.54
+print(f"held-out matching accuracy {held_out['itm_acc']:.1%}")
+assert held_out["itm_acc"] > 0.8, "the text above says matching is right about 87% of the time"
 
 # %% [markdown]
 # ## Where does a word look?
@@ -241,15 +244,16 @@ assert held_out["itm"] < np.log(2) - 0.02 and held_out["itm_acc"] > 0.54
 # spread over the columns, goes to the regions). The default is the colour word of the first object,
 # in the last layer, averaged over the heads.
 #
-# **What to look for, and what not to conclude.** Words keep most of their attention on other words,
-# and what they send to the regions is spread almost evenly: "yellow" does *not* single out the yellow
-# object; in this checkpoint its weight on that region is no higher than on the others (the printed
-# line below measures it). This is what the matching curve above says in another way: after 2,000
-# steps the model has barely begun to bind a word to *its* region. Switch the word, the layer and the
-# head in a live notebook: single heads are sharper than the average, and some words lean towards
-# their object in some heads ("orange" in layer 2, head 1), but no head grounds all the colour words.
-# The one token that sends most of its attention to the regions is `[CLS]`, whose state the matching
-# head reads. And even a sharp weight is
+# **What to look for, and what not to conclude.** Words keep most of their attention on other words.
+# What a colour word sends to the regions leans towards *its* object: in the last layer, "yellow"
+# gives the yellow object more weight than any other region (the printed line below measures it).
+# One example proves little, so the cell after the figure counts, over every held-out image's first
+# caption, how often a colour word's most attended region is the object of that colour, against
+# what a uniform choice among the image's regions would give. That is the matching curve above seen
+# from inside: the binding of a word to *its* region, which was at chance after 2,000 steps of this
+# recipe, has begun. Switch the word, the layer and the head in a live notebook: single heads are
+# sharper than the average. The token that sends the most
+# attention to the regions is `[CLS]`, whose state the matching head reads. And even a sharp weight is
 # not an explanation: it says what is mixed in, not what the prediction depends on (Jain & Wallace,
 # 2019, "Attention is not Explanation"; Serrano & Smith, 2019, "Is Attention Interpretable?"). The
 # VisualBERT paper (§5, its analysis of attention weights on Flickr30K entities) finds words grounded
@@ -298,13 +302,44 @@ def show_word_attention(word: str = sc.objects[0].color, layer: int = config.num
 last = ATT[-1].mean(0)[tokens.index(sc.objects[0].color), T:T + n_obj]
 print(f'last layer, heads averaged: "{sc.objects[0].color}" -> regions {[round(float(x), 3) for x in last]}; '
       f"its own object (region 1) ranks {int((last > last[0]).sum()) + 1} of {n_obj}")
-assert int((last > last[0]).sum()) > 0, "the text above says the colour word does not favour its own object"
+assert int((last > last[0]).sum()) == 0, "the text above says the colour word favours its own object"
 colour_rows = [tokens.index(o.color) for o in sc.objects if o.color in tokens]
 text_share = float(ATT[-1].mean(0)[colour_rows, :T].sum(-1).mean())
 print(f"share of the colour words' attention that stays on the words (last layer, heads averaged): {text_share:.2f}")
 assert text_share > 0.5, "the colour words attend mostly to words"
 explore(show_word_attention, word=(sc.objects[0].color, list(dict.fromkeys(tokens))),
         layer=(config.num_hidden_layers, 1, config.num_hidden_layers), head=("mean", ["mean"] + list(range(1, config.num_attention_heads + 1))));
+
+# %% [markdown]
+# **Counting instead of looking.** For every held-out image, take its first caption and every colour
+# that only one of its objects has; ask whether the colour word's attention (last layer, heads
+# averaged) is largest on that object's region. Uniform attention would hit 1 / (number of regions).
+
+# %%
+def colour_word_hits(model, images):
+    """Per colour word naming exactly one object: (hit, 1 / regions); hit = its most attended region is that object."""
+    hits = []
+    for i in images:
+        scene = st.ds.scenes[i]
+        words = tokenize(st.ds.captions[i][0])
+        ids = torch.tensor([[st.ids["[CLS]"]] + st.vocab.encode(words) + [st.ids["[SEP]"]]])  # (1, T)
+        v, rmask = sm.regions({"image": torch.tensor([i])})  # (1, N, F + 4), (1, N)
+        with torch.no_grad():
+            a = model.visual_bert(ids, v, torch.ones_like(ids), rmask, output_attentions=True).attentions[-1][0].mean(0)
+        T, n = ids.shape[1], len(scene.objects)  # a: (T + N, T + N), heads averaged
+        colours = [o.color for o in scene.objects]
+        for k, c in enumerate(colours):
+            if colours.count(c) == 1 and c in words:
+                row = 1 + words.index(c)  # +1 for [CLS]
+                hits.append((int(a[row, T:T + n].argmax()) == k, 1 / n))
+    return hits
+
+
+hits = colour_word_hits(pre, range(st.n_train, len(st.ds)))
+share, uniform = np.mean([h for h, _ in hits]), np.mean([u for _, u in hits])
+print(f"{len(hits)} colour words: their top region is their own object {share:.0%} of the time; uniform attention: {uniform:.0%}")
+# the standard error of a share over ~550 words is about 2 points: 8 points is a 4-SE margin
+assert share > uniform + 0.08, "the text says the colour words lean towards their own object"
 
 # %% [markdown]
 # ## VQA: read the answer from the [MASK] token
@@ -369,6 +404,7 @@ plt.show()
 base, full = results["question only (image zeroed)"], results["VisualBERT (with the image)"]
 print(f"with the image {full:.1%}, question only {base:.1%}, majority answer {results['majority answer']:.1%}")
 assert full > base + CFG["min_margin"], f"the model must use the image: {CFG['min_margin']:.0%} above the question-only model"
+assert full > CFG["min_accuracy"], f"from the 5,000-step checkpoint VisualBERT answers above {CFG['min_accuracy']:.0%} (75.7% when written)"
 
 # %% [markdown]
 # **Reading the numbers.** Both models learn the question priors, far above the majority answer;
@@ -409,15 +445,36 @@ for name, acc in low.items():
     print(f"{CFG['labels']} labels, {CFG['low_label_steps']} steps, {name:20s} {acc:.1%}")
 gain = low["from the checkpoint"] - low["from scratch"]
 print(f"gain from pretraining: {100 * gain:+.1f} points")
-assert abs(gain) < 0.1, "the text below reports no clear gain at this budget"
+assert gain > 0, "the text below reports a gain from pretraining"
+
+# %% [markdown]
+# One seed proves little. The full benchmark, with three seeds and the control, ships with the
+# package (`vlp_course/shipped/learning.csv`, written by `benchmarks/bench_learning.py`, with the
+# date and the machine it was measured on):
+
+# %%
+from vlp_course.recipes.shipped import learning_results
+
+bench = learning_results("visualbert")
+print(f"bench_learning.py, measured {bench['measured']}")
+print(f"{bench['labels']} labels, {bench['steps']} fine-tuning steps of batch 64, official VQA accuracy (mean ± std over seeds)")
+for cond, (mean, std, n) in bench["conditions"].items():
+    print(f"  {cond:14s} {mean:6.1%} ± {std:.1%}  ({n} seeds)")
+c = {k: v[0] for k, v in bench["conditions"].items()}
+print(f"gain over scratch: pretrained {100 * (c['pretrained'] - c['scratch']):+.1f} points, "
+      f"wrong-scene control {100 * (c['wrong_scenes'] - c['scratch']):+.1f} points")
+assert c["pretrained"] > c["scratch"] + 0.03 and c["wrong_scenes"] < c["scratch"] + 0.01, "the text below reads the table so"
 print(f"total time {time.perf_counter() - T0:.0f} s")
 
 # %% [markdown]
-# **What the numbers say.** With this checkpoint the fine-tune from pretraining is *not* clearly
-# better than the one from scratch (the gap is within a few points, either way): 2,000 steps of
-# masked words and caption matching on the scenes have not taught the model the word-to-region
-# binding that VQA needs (its matching accuracy is about 70%, and the attention maps above show no
-# grounded colour word). A pretraining gain is something to measure, not to assume.
+# **What the numbers say.** Pretraining helps, by a few points (the table above; seeds differ by
+# about as much again). The control says
+# where the gain comes from: a checkpoint pretrained the same way on captions shown with the
+# *wrong* scenes does no better than scratch, so the gain comes from the aligned pairs, not from
+# having seen the words and the features. It also took long pretraining: with the earlier 2,000-step
+# checkpoint of this recipe (matching right three times in four) the same benchmark measured no
+# gain at all (61.6% against 62.1%, in this repository's history of `benchmarks/results/learning.md`).
+# A pretraining gain is something to measure, not to assume.
 
 # %% [markdown]
 # ## Open questions
