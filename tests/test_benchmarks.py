@@ -209,7 +209,7 @@ def test_learning_models_option_remeasures_some_models_and_keeps_the_others(tmp_
 
 def test_the_shipped_learning_results_are_the_benchmarks_and_read_back_per_model(tmp_path):
     from vlp_course import files
-    from vlp_course.recipes.shipped import LEARNING_COLUMNS, learning_results
+    from vlp_course.recipes.shipped import LEARNING_COLUMNS, format_learning_results, learning_results
 
     results = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "learning.csv"
     shipped = files.shipped_dir() / "learning.csv"
@@ -227,6 +227,8 @@ def test_the_shipped_learning_results_are_the_benchmarks_and_read_back_per_model
     got = learning_results("vilbert", f)
     assert got["conditions"]["pretrained"] == pytest.approx((0.8, 0.1, 3)) and got["conditions"]["scratch"] == (0.6, 0.0, 1)
     assert got["labels"] == 500 and got["steps"] == 300 and got["measured"] == "today"
+    text = format_learning_results(got)
+    assert "measured today" in text and "80.0% ± 10.0% (3 seeds)  +20.0 points over scratch" in text
     with pytest.raises(ValueError, match="no rows for 'lxmert'"):
         learning_results("lxmert", f)
     with pytest.raises(ValueError, match="kind must be one of"):
