@@ -111,20 +111,21 @@ plt.show()
 # %% [markdown]
 # ## How long each notebook takes
 # Measured by running every notebook top to bottom with its default `CFG` on a 2-core CPU (AMD EPYC,
-# torch 2.14.1, 2 threads, no GPU), on 2026-11-29: the committed numbers in
-# `benchmarks/results/course/results.md`.
+# torch 2.14.1, 2 threads, no GPU) in a fresh-clone `make test` on 2026-12-02: the committed numbers
+# in `benchmarks/results/course/results.md`.
 #
 # | notebook | seconds | notebook | seconds |
 # |---|---:|---|---:|
-# | 00 index | 4 | 07 GANs | 32 |
-# | 01 one-hot, bag of words | 7 | 08 three key problems | 11 |
-# | 02 word embeddings | 23 | 09 pretraining tasks | 61 |
-# | 03 sequence representations | 20 | 10 VisualBERT | 73 |
-# | 04 LeNet-5 | 24 | 11 LXMERT | 62 |
-# | 05 AlexNet, VGG, GoogLeNet | 30 | 12 ViLBERT | 80 |
-# | 06 ResNet | 46 | 13 VL-BERT | 79 |
+# | 00 index | 6 | 07 GANs | 30 |
+# | 01 one-hot, bag of words | 9 | 08 three key problems | 12 |
+# | 02 word embeddings | 25 | 09 pretraining tasks | 66 |
+# | 03 sequence representations | 21 | 10 VisualBERT | 88 |
+# | 04 LeNet-5 | 27 | 11 LXMERT | 116 |
+# | 05 AlexNet, VGG, GoogLeNet | 32 | 12 ViLBERT | 123 |
+# | 06 ResNet | 54 | 13 VL-BERT | 120 |
 #
-# All 14 took 552 s (about 9 minutes) in one run.
+# All 14 took 728 s (about 12 minutes) in one run. The four model notebooks take longest: each
+# fine-tunes its model twice, with and without the image, to measure what the image adds.
 #
 # **What a GPU changes.** The default sizes are what CI runs on those 2 CPU cores, so every claim is
 # checked at that size. On a GPU (a Colab GPU runtime, for instance) the same cells run unchanged and
