@@ -33,7 +33,7 @@ T0 = time.perf_counter()
 # %%
 CFG = dict(
     pretrain_steps=100, pretrain_lr=2e-3,  # the short from-scratch run
-    vqa_steps=200, vqa_batch=128, min_margin=0.15, min_accuracy=0.7,  # the VQA fine-tune from the checkpoint; the asserted gain
+    vqa_steps=200, vqa_batch=128, min_margin=0.15, min_accuracy=0.7,  # the VQA fine-tune from the checkpoint; the asserted gain (seeds 0-2: 75.7-82.2%, +20.9 to +28.7 points)
     labels=500, low_label_steps=300, low_label_batch=64,  # does pretraining help? (the reduced, live version)
     batch=64, seed=0,
 )

@@ -46,7 +46,7 @@ T0 = time.perf_counter()
 # %%
 CFG = dict(
     pretrain_steps=100, pretrain_lr=2e-3,  # the short from-scratch run
-    vqa_steps=300, vqa_batch=64, min_margin=0.25, min_accuracy=0.8,  # the VQA fine-tune from the checkpoint; the asserted gain
+    vqa_steps=300, vqa_batch=64, min_margin=0.25, min_accuracy=0.8,  # the VQA fine-tune from the checkpoint; the asserted gain (seeds 0-2: 84.6-84.9%, +30.3 to +32.7 points)
     labels=500, low_label_steps=100, low_label_batch=64,  # does pretraining help? (the reduced, live version)
     batch=64, seed=0,
 )

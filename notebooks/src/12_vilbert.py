@@ -30,7 +30,7 @@ from vlp_course.recipes.shipped import adapter, load_scene_checkpoint
 T0 = time.perf_counter()
 CFG = dict(
     pretrain_steps=100, pretrain_lr=2e-3,  # the short from-scratch run (budgets in steps, not seconds)
-    vqa_steps=300, vqa_batch=64, min_margin=0.2, min_accuracy=0.75,  # the VQA fine-tune from the checkpoint; the asserted gain
+    vqa_steps=300, vqa_batch=64, min_margin=0.25, min_accuracy=0.8,  # the VQA fine-tune from the checkpoint; the asserted gain (seeds 0-2: 81.7-84.4%, +28.6 to +31.0 points)
     labels=500, low_label_steps=100, low_label_batch=64,  # does pretraining help? (the reduced, live version)
     batch=64, seed=0,
 )
@@ -335,7 +335,7 @@ plt.show()
 base, full = results["question only (image zeroed)"], results["ViLBERT (with the image)"]
 print(f"with the image {full:.1%}, question only {base:.1%}, majority answer {results['majority answer']:.1%}")
 assert full > base + CFG["min_margin"], f"the model must use the image: {CFG['min_margin']:.0%} above the question-only model"
-assert full > CFG["min_accuracy"], f"with the detector's features ViLBERT answers above {CFG['min_accuracy']:.0%} (80.5% when written)"
+assert full > CFG["min_accuracy"], f"with the detector's features ViLBERT answers above {CFG['min_accuracy']:.0%} (81.7% when written)"
 
 # %% [markdown]
 # **By answer type.** VQA reports its accuracy per answer type: yes/no questions are where the
