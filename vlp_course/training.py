@@ -387,7 +387,10 @@ def train(
     params = list({id(p): p for p in (parameters if parameters is not None else model.parameters())
                    if p.requires_grad}.values())
     if cfg.optimizer == "adamw":
-        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        # fused: one kernel updates every parameter (CPU and CUDA). The default on CPU loops over the
+        # tensors in Python, which took a fifth of a small course model's step (16 ms of 79 for ViLBERT).
+        fused = bool(params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None)
     else:
         opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg))
