@@ -77,13 +77,28 @@ class Recipe:
             raise ValueError(f"pairing must be one of {PAIRINGS}, got {self.pairing!r}")
 
 
+#: The scenes built last per data recipe and question template (at most one each for the three
+#: templates): a notebook's own scenes and those its checkpoint is loaded with are the same, built once.
+_BUILT: dict[tuple, SceneTensors] = {}
+
+
 def scene_tensors(recipe: Recipe, vocab_tokens=None) -> SceneTensors:
     """The :class:`SceneTensors` a recipe trains on (VisualBERT and VL-BERT: questions end in [MASK]);
-    with ``pairing="wrong_scenes"`` the control's (:meth:`SceneTensors.with_wrong_scenes`)."""
-    st = build_scene_tensors(recipe.n_images, recipe.seed, n_test=recipe.n_test, features=recipe.features,
-                               feature_noise=recipe.feature_noise,
-                               vqa_mask_token={"visualbert": True, "vlbert": "segment"}.get(recipe.kind, False),
-                               vocab_tokens=vocab_tokens)
+    with ``pairing="wrong_scenes"`` the control's (:meth:`SceneTensors.with_wrong_scenes`).
+
+    Built once per data recipe (images, seed, held-out images, features, noise) and question template,
+    then shared: treat the result as read-only. ``vocab_tokens`` (a checkpoint's vocabulary) reuses the
+    built scenes only if their vocabulary is exactly that list, else builds anew with it.
+    """
+    template = {"visualbert": True, "vlbert": "segment"}.get(recipe.kind, False)
+    key = (recipe.n_images, recipe.seed, recipe.n_test, recipe.features, recipe.feature_noise, template)
+    st = _BUILT.get(key)
+    if st is None or (vocab_tokens is not None and list(vocab_tokens) != st.vocab.itos):
+        st = build_scene_tensors(recipe.n_images, recipe.seed, n_test=recipe.n_test, features=recipe.features,
+                                 feature_noise=recipe.feature_noise, vqa_mask_token=template, vocab_tokens=vocab_tokens)
+        for old in [k for k in _BUILT if k[-1] == template]:
+            del _BUILT[old]
+        _BUILT[key] = st
     return st.with_wrong_scenes(recipe.seed) if recipe.pairing == "wrong_scenes" else st
 
 
