@@ -284,3 +284,57 @@ def test_pretrained_against_scratch_is_two_finetunes_on_the_same_labels(small):
     q = sm.st.labelled_questions(30, seed=3)
     assert low == {"from the checkpoint": run.finetune_from(pre, sm, 2, questions=q, batch=8, seed=3)[1],
                    "from scratch": run.finetune_from(None, sm, 2, questions=q, batch=8, seed=3)[1]}
+
+
+def test_colour_word_grounding_counts_unique_colours_against_an_oracle_and_a_fixed_attention(small):
+    """Hand-computed: attention that always picks the named object hits every counted word; attention
+    fixed on object 0 hits exactly the words that name object 0; words whose colour two objects share,
+    or that the caption does not contain, are not counted."""
+    sm = _adapter("visualbert", small)
+    st = sm.st
+    images = range(st.n_train, len(st.ds))
+    expected = []  # (image, token row, object) per countable colour word, computed independently
+    for i in images:
+        words = st.ds.captions[i][0].lower().replace("?", " ").replace(".", " ").split()
+        colours = [o.color for o in st.ds.scenes[i].objects]
+        expected += [(i, 1 + words.index(c), k) for k, c in enumerate(colours) if colours.count(c) == 1 and c in words]
+    assert expected, "the held-out captions name some uniquely coloured object"
+    target = {(i, row): k for i, row, k in expected}
+
+    def oracle(ids, image):
+        att = torch.rand(ids.shape[1], 6)
+        for (i, row), k in target.items():
+            if i == image:
+                att[row, k] = 2.0
+        return att
+
+    def first_object(ids, image):
+        att = torch.zeros(ids.shape[1], 6)
+        att[:, 0] = 1.0
+        return att
+
+    hits = run.colour_word_grounding(sm, oracle, images)
+    assert len(hits) == len(expected) and all(h for h, _ in hits)
+    assert [u for _, u in hits] == [1 / len(st.ds.scenes[i].objects) for i, _, _ in expected]
+    assert [h for h, _ in run.colour_word_grounding(sm, first_object, images)] == [k == 0 for _, _, k in expected]
+    with pytest.raises(ValueError, match=r"\(T, N\)"):
+        run.colour_word_grounding(sm, lambda ids, image: torch.zeros(ids.shape[1]), images)
+
+
+def test_scene_tensors_are_built_once_per_data_recipe_and_template():
+    from vlp_course.recipes.base import scene_tensors
+
+    r = Recipe(kind="lxmert", n_images=60, n_test=10, seed=5)
+    st = scene_tensors(r)
+    assert scene_tensors(replace(r, kind="vilbert", steps=7, hidden=32)) is st  # same data, same question template
+    assert scene_tensors(r, vocab_tokens=st.vocab.itos) is st  # a checkpoint with the same vocabulary
+    other = st.vocab.itos[:-1]
+    rebuilt = scene_tensors(r, vocab_tokens=other)
+    assert rebuilt is not st and rebuilt.vocab.itos == other
+    vb = scene_tensors(replace(r, kind="visualbert"))  # [MASK] template: its own scenes
+    assert vb is not rebuilt and vb.vqa_mask_token is True
+    assert scene_tensors(replace(r, seed=6)) is not rebuilt
+    control = scene_tensors(replace(r, pairing="wrong_scenes"))
+    aligned = scene_tensors(r)
+    assert control.scene_of is not None and aligned.scene_of is None and not torch.equal(control.feats, aligned.feats)
+

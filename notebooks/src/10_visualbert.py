@@ -315,28 +315,19 @@ explore(show_word_attention, word=(sc.objects[0].color, list(dict.fromkeys(token
 # **Counting instead of looking.** For every held-out image, take its first caption and every colour
 # that only one of its objects has; ask whether the colour word's attention (last layer, heads
 # averaged) is largest on that object's region. Uniform attention would hit 1 / (number of regions).
+# The counting is the package's (`run.colour_word_grounding`, shared with notebook 11); which
+# attention to read is the model's, written here.
 
 # %%
-def colour_word_hits(model, images):
-    """Per colour word naming exactly one object: (hit, 1 / regions); hit = its most attended region is that object."""
-    hits = []
-    for i in images:
-        scene = st.ds.scenes[i]
-        words = tokenize(st.ds.captions[i][0])
-        ids = torch.tensor([[st.ids["[CLS]"]] + st.vocab.encode(words) + [st.ids["[SEP]"]]])  # (1, T)
-        v, rmask = sm.regions({"image": torch.tensor([i])})  # (1, N, F + 4), (1, N)
-        with torch.no_grad():
-            a = model.visual_bert(ids, v, torch.ones_like(ids), rmask, output_attentions=True).attentions[-1][0].mean(0)
-        T, n = ids.shape[1], len(scene.objects)  # a: (T + N, T + N), heads averaged
-        colours = [o.color for o in scene.objects]
-        for k, c in enumerate(colours):
-            if colours.count(c) == 1 and c in words:
-                row = 1 + words.index(c)  # +1 for [CLS]
-                hits.append((int(a[row, T:T + n].argmax()) == k, 1 / n))
-    return hits
+def word_to_regions(ids, image):
+    """(T, N): the last layer's attention, heads averaged, from each token of `ids` (1, T) to the image's regions."""
+    v, rmask = sm.regions({"image": torch.tensor([image])})  # (1, N, F + 4), (1, N)
+    a = pre.visual_bert(ids, v, torch.ones_like(ids), rmask, output_attentions=True).attentions[-1][0].mean(0)
+    T = ids.shape[1]  # a: (T + N, T + N), text first
+    return a[:T, T:]  # (T, N): text rows, region columns
 
 
-hits = colour_word_hits(pre, range(st.n_train, len(st.ds)))
+hits = run.colour_word_grounding(sm, word_to_regions, range(st.n_train, len(st.ds)))
 share, uniform = np.mean([h for h, _ in hits]), np.mean([u for _, u in hits])
 print(f"{len(hits)} colour words: their top region is their own object {share:.0%} of the time; uniform attention: {uniform:.0%}")
 # the standard error of a share over ~550 words is about 2 points: 8 points is a 4-SE margin

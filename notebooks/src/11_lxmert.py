@@ -31,8 +31,8 @@ import torch
 from vlp_course.pretraining.regions import mask_regions
 from vlp_course.recipes.base import Recipe, scene_tensors
 from vlp_course.recipes.lxmert import LxmertAdapter
-from vlp_course.recipes.run import (answer_types, evaluate_pretraining, pretrain, pretrained_against_scratch,
-                                    vqa_against_question_only)
+from vlp_course.recipes.run import (answer_types, colour_word_grounding, evaluate_pretraining, pretrain,
+                                    pretrained_against_scratch, vqa_against_question_only)
 from vlp_course.recipes.shipped import load_scene_checkpoint
 from vlp_course.text.vocab import tokenize
 
@@ -335,28 +335,18 @@ assert int((w > w[0]).sum()) == 0, "the text above: the colour word's top object
 # **Counting instead of looking.** For every held-out image, take its first caption and every colour
 # that only one of its objects has; ask whether the colour word's cross-attention (last cross layer,
 # heads averaged) is largest on that object. Uniform attention would hit 1 / (number of objects).
+# The counting is the package's (`colour_word_grounding`, shared with notebook 10); which attention
+# to read is the model's, written here.
 
 # %%
-def colour_word_hits(model, images):
-    """Per colour word naming exactly one object: (hit, 1 / objects); hit = its most attended object is that one."""
-    hits = []
-    for i in images:
-        scene = st.ds.scenes[i]
-        words = tokenize(st.ds.captions[i][0])
-        ids = torch.tensor([[st.ids["[CLS]"]] + st.vocab.encode(words) + [st.ids["[SEP]"]]])  # (1, T)
-        f, bx, rm = ad.images({"image": torch.tensor([i])})  # (1, N, F), (1, N, 4) pixels, (1, N)
-        with torch.no_grad():
-            a = model.lxmert(ids, f, bx / st.image_size, torch.ones_like(ids), rm,
-                             output_attentions=True).cross_attentions[-1][0].mean(0)  # (T, N), heads averaged
-        n = len(scene.objects)
-        colours = [o.color for o in scene.objects]
-        for k, c in enumerate(colours):
-            if colours.count(c) == 1 and c in words:
-                hits.append((int(a[1 + words.index(c), :n].argmax()) == k, 1 / n))  # +1 for [CLS]
-    return hits
+def word_to_objects(ids, image):
+    """(T, N): the last cross-attention layer's weights, heads averaged, from each token of `ids` (1, T) to the objects."""
+    f, bx, rm = ad.images({"image": torch.tensor([image])})  # (1, N, F), (1, N, 4) pixels, (1, N)
+    out = pre.lxmert(ids, f, bx / st.image_size, torch.ones_like(ids), rm, output_attentions=True)
+    return out.cross_attentions[-1][0].mean(0)  # (heads, T, N) -> (T, N)
 
 
-hits = colour_word_hits(pre, range(st.n_train, len(st.ds)))
+hits = colour_word_grounding(ad, word_to_objects, range(st.n_train, len(st.ds)))
 share, uniform = np.mean([h for h, _ in hits]), np.mean([u for _, u in hits])
 print(f"{len(hits)} colour words: their top object is their own {share:.0%} of the time; uniform attention: {uniform:.0%}")
 # the standard error of a share over ~550 words is about 2 points: 8 points is a 4-SE margin

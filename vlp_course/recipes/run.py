@@ -7,16 +7,18 @@ results (a :class:`~vlp_course.training.History`, a dict of numbers) rather than
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
 from vlp_course.recipes.base import SceneAdapter
+from vlp_course.text.vocab import CLS, SEP, tokenize
 from vlp_course.training import History, TrainConfig, train
 
 __all__ = ["transfer_pretrained", "step_scalars", "pretrain", "finetune_vqa", "evaluate_pretraining", "evaluate_vqa",
            "vqa_predictions", "accuracy_by_answer_type", "answer_types", "vqa_against_question_only", "finetune_from",
-           "pretrained_against_scratch"]
+           "pretrained_against_scratch", "colour_word_grounding"]
 
 
 def transfer_pretrained(qa_model: nn.Module, pretrained: nn.Module) -> dict[str, list[str]]:
@@ -188,3 +190,43 @@ def vqa_against_question_only(pretrained: nn.Module, adapter: SceneAdapter, step
         results[label] = evaluate_vqa(qa, adapter, zero_image=zero_image)
     results["majority answer"] = adapter.st.majority_accuracy()
     return results, moved, seconds, qa
+
+
+@torch.no_grad()
+def colour_word_grounding(adapter: SceneAdapter, word_to_regions: Callable[[Tensor, int], Tensor],
+                          images) -> list[tuple[bool, float]]:
+    """Does a colour word attend most to the object it names? For each image's first caption, and each
+    colour word there that exactly one of the image's objects has: ``(hit, 1 / n)``, where ``hit`` means
+    the word's largest attention weight over the image's n objects falls on that object, and ``1 / n``
+    is the chance of a hit for uniform attention.
+
+    Args:
+        adapter: the scenes (``adapter.st``) the images index.
+        word_to_regions: ``(input_ids (1, T), image index) -> (T, N)`` attention from each token of
+            ``[CLS] caption [SEP]`` to the image's N >= n region slots, objects first (heads averaged;
+            which layer and which attention is the caller's, the model's).
+        images: image indices.
+
+    Returns:
+        one ``(hit, 1 / n)`` per colour word counted.
+
+    Raises:
+        ValueError: if ``word_to_regions`` returns anything but a (T, >= n) tensor.
+    """
+    st = adapter.st
+    counted: list[tuple[bool, float]] = []
+    for i in images:
+        scene = st.ds.scenes[int(i)]
+        words = tokenize(st.ds.captions[int(i)][0])
+        ids = torch.tensor([[st.ids[CLS]] + st.vocab.encode(words) + [st.ids[SEP]]])  # (1, T)
+        colours = [o.color for o in scene.objects]
+        n = len(colours)
+        att = word_to_regions(ids, int(i))
+        if not isinstance(att, Tensor) or att.ndim != 2 or att.shape[0] != ids.shape[1] or att.shape[1] < n:
+            raise ValueError(f"word_to_regions must return (T, N) = ({ids.shape[1]}, >= {n}) attention weights, "
+                             f"got {tuple(att.shape) if isinstance(att, Tensor) else type(att).__name__}")
+        for k, c in enumerate(colours):
+            if colours.count(c) == 1 and c in words:
+                row = 1 + words.index(c)  # +1 for [CLS]
+                counted.append((int(att[row, :n].argmax()) == k, 1 / n))
+    return counted
