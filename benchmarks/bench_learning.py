@@ -3,6 +3,7 @@
     python benchmarks/bench_learning.py                 # -> benchmarks/results/learning.md and learning.csv
     python benchmarks/bench_learning.py --quick         # one model, one seed, few steps: a smoke run
     python benchmarks/bench_learning.py --models visualbert   # re-measure some models, keep the others' rows
+    python benchmarks/bench_learning.py --vlbert        # VL-BERT's recipe one change at a time -> results/vlbert_recipe.md
     python benchmarks/run_all.py --only learning        # the same, inside the benchmark table
 
 For each of the four models, with ``LABELS`` labelled training questions (the low-label regime) and
@@ -29,6 +30,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
+import io
 import statistics
 import sys
 import time
@@ -44,7 +46,8 @@ from common import Row, machine  # noqa: E402
 from vlp_course import files  # noqa: E402
 from vlp_course.recipes import run as recipe_run  # noqa: E402
 from vlp_course.recipes.base import KINDS  # noqa: E402
-from vlp_course.recipes.shipped import checkpoint_name, default_recipe, load_scene_checkpoint, train_scene_checkpoint  # noqa: E402
+from vlp_course.recipes.shipped import (STUDY_COLUMNS, checkpoint_name, default_recipe, load_scene_checkpoint,  # noqa: E402
+                                        train_scene_checkpoint)
 
 LABELS = 500
 STEPS = 300
@@ -183,6 +186,95 @@ def write_ablation(rows: list[dict], out: Path, header: list[str]) -> None:
     (out / "recipe.md").write_text("\n".join(lines + [""]))
 
 
+#: VL-BERT on the scenes, from scratch with all training questions: its original recipe against one
+#: change at a time, with VisualBERT on the same budget as the reference (``--vlbert``).
+STUDY_STEPS = 600
+ORIGINAL = {"visual_scale_text_init": 0.0, "visual_scale_object_init": 0.0}  # cfgs/*/*.yaml of the original
+VLBERT_CHANGES = (
+    # (label, model, VLBERTConfig settings, VQA loss, image zeroed)
+    ("as the original: both visual LayerNorms start at 0, BCE loss", "vlbert", ORIGINAL, "bce", False),
+    ("the regions' visual LayerNorm starts at 1 (the words' stays at 0)", "vlbert",
+     {**ORIGINAL, "visual_scale_object_init": 1.0}, "bce", False),
+    ("both visual LayerNorms start at 1", "vlbert", {"visual_scale_text_init": 1.0, "visual_scale_object_init": 1.0},
+     "bce", False),
+    ("as the original, with VisualBERT's KL loss", "vlbert", ORIGINAL, "kl", False),
+    ("the regions' LayerNorm at 1 and the KL loss", "vlbert", {**ORIGINAL, "visual_scale_object_init": 1.0}, "kl", False),
+    ("as the original, question only (image zeroed)", "vlbert", ORIGINAL, "bce", True),
+    ("VisualBERT, its own recipe (KL loss)", "visualbert", {}, "kl", False),
+)
+
+
+def study_adapter(st, recipe, config_changes: dict, loss: str):
+    """The recipe's adapter; for VL-BERT with ``config_changes`` set in its config and ``loss``
+    ``"kl"``: VisualBERT's KL divergence on the answer scores instead of VL-BERT's binary cross-entropy."""
+    from dataclasses import replace
+
+    from vlp_course.models.blocks import VLOutput
+    from vlp_course.models.visualbert import vqa_kl_loss
+    from vlp_course.recipes.shipped import adapter
+    from vlp_course.recipes.vlbert import VLBERTAdapter
+
+    if recipe.kind != "vlbert":
+        return adapter(st, recipe)
+
+    class Variant(VLBERTAdapter):
+        def config(self, num_answers=None):
+            return replace(super().config(num_answers), **config_changes)
+
+        def vqa_step(self, model, batch, zero_image=False):
+            if loss == "bce" or "soft_scores" not in batch:
+                return super().vqa_step(model, batch, zero_image)
+            out = super().vqa_step(model, {k: v for k, v in batch.items() if k != "soft_scores"}, zero_image)
+            kl = vqa_kl_loss(out.logits["vqa"], batch["soft_scores"])
+            return VLOutput(loss=kl, losses={"vqa": kl}, logits=out.logits, encoder=out.encoder)
+
+    return Variant(st, recipe)
+
+
+def vlbert_study(steps: int = STUDY_STEPS, batch: int = BATCH, seeds=SEEDS, log=print) -> list[dict]:
+    """One row per (change, seed) of :data:`VLBERT_CHANGES`: VQA accuracy from scratch after ``steps``
+    steps of batch ``batch`` on all training questions (columns :data:`STUDY_COLUMNS`)."""
+    from vlp_course.recipes.base import Recipe, scene_tensors
+
+    measured = f"{dt.date.today().isoformat()} on {machine()}"
+    scenes = {k: scene_tensors(Recipe(kind=k)) for k in dict.fromkeys(m for _, m, *_ in VLBERT_CHANGES)}
+    rows = []
+    for seed in seeds:
+        for label, kind, config_changes, loss, zero_image in VLBERT_CHANGES:
+            ad = study_adapter(scenes[kind], Recipe(kind=kind), config_changes, loss)
+            _, acc, secs = recipe_run.finetune_from(None, ad, steps, batch=batch, seed=seed, zero_image=zero_image)
+            rows.append({"model": kind, "change": label, "seed": seed, "steps": steps, "batch": batch,
+                         "vqa_accuracy": round(acc, 4), "seconds": round(secs, 1), "measured": measured})
+            log(f"seed {seed} {label:70s} {acc:.1%} ({secs:.0f} s)")
+    return rows
+
+
+def write_study(rows: list[dict], out: Path, header: list[str]) -> None:
+    """``out``/vlbert_recipe.csv and .md; with the default ``out`` the csv is also copied to
+    ``vlp_course/shipped/vlbert_recipe.csv`` (read by ``shipped.recipe_study``, printed in notebook 13)."""
+    out.mkdir(parents=True, exist_ok=True)
+    text = io.StringIO()
+    w = csv.DictWriter(text, fieldnames=list(STUDY_COLUMNS), lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    (out / "vlbert_recipe.csv").write_text(text.getvalue())
+    if out.resolve() == (HERE / "results").resolve():
+        shipped = files.shipped_dir() / "vlbert_recipe.csv"
+        shipped.write_text(text.getvalue())
+        files.record_sha256(shipped)
+    acc: dict[str, list[float]] = {}
+    for r in rows:
+        acc.setdefault(r["change"], []).append(float(r["vqa_accuracy"]))
+    base = statistics.mean(next(iter(acc.values())))  # the first change listed: the original recipe
+    lines = ["# VL-BERT's recipe on the scenes, one change at a time (bench_learning.py --vlbert)", "", *header, "",
+             "| change | VQA accuracy (mean ± std) | points against the original | lowest, highest seed |", "|---|---|---|---|"]
+    for label, v in acc.items():
+        sd = statistics.stdev(v) if len(v) > 1 else 0.0
+        lines.append(f"| {label} | {100 * statistics.mean(v):.1f} ± {100 * sd:.1f}% | "
+                     f"{100 * (statistics.mean(v) - base):+.1f} | {100 * min(v):.1f}%, {100 * max(v):.1f}% |")
+    (out / "vlbert_recipe.md").write_text("\n".join(lines + [""]))
+
+
 def read_rows(out: Path) -> list[dict]:
     """The rows of an existing ``learning.csv`` in ``out`` (numbers as numbers); [] if there is none."""
     path = out / "learning.csv"
@@ -233,6 +325,8 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="VisualBERT, one seed, 20 steps, no control: a smoke run")
     ap.add_argument("--recipe", action="store_true",
                     help="instead: what held the recipe back, one change at a time (-> results/recipe.md, recipe.csv)")
+    ap.add_argument("--vlbert", action="store_true",
+                    help="instead: VL-BERT's recipe one change at a time, 3 seeds (-> results/vlbert_recipe.md, .csv)")
     ap.add_argument("--models", nargs="+", choices=KINDS, default=None,
                     help="measure only these models; the other models' rows are kept from the existing learning.csv")
     ap.add_argument("--out", default=str(HERE / "results"))
@@ -243,6 +337,15 @@ def main(argv=None) -> int:
         write_ablation(rows, Path(args.out), [f"Measured {dt.date.today().isoformat()} on {machine()}; VisualBERT from "
                                               f"scratch, all training questions, seed 0, {ABLATION_STEPS} steps unless noted."])
         print((Path(args.out) / "recipe.md").read_text())
+        return 0
+    if args.vlbert:
+        rows = vlbert_study(steps=20 if args.quick else STUDY_STEPS, seeds=SEEDS[:1] if args.quick else SEEDS)
+        out = Path(args.out)
+        write_study(rows, out, [f"Measured {dt.date.today().isoformat()} on {machine()}; "
+                                f"{(time.perf_counter() - t) / 60:.0f} min in all.",
+                                f"From scratch, all training questions, {rows[0]['steps']} steps of batch {BATCH} "
+                                "(AdamW 1e-3, warm-up 50); seeds " + ", ".join(str(r) for r in dict.fromkeys(r["seed"] for r in rows)) + "."])
+        print((out / "vlbert_recipe.md").read_text())
         return 0
     rows = run_bench(args.quick, kinds=args.models)
     if args.quick:

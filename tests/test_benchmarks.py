@@ -238,3 +238,68 @@ def test_the_shipped_learning_results_are_the_benchmarks_and_read_back_per_model
         learning_results("vilbert", tmp_path / "bad.csv")
     with pytest.raises(FileNotFoundError, match="bench_learning.py"):
         learning_results("vilbert", tmp_path / "none.csv")
+
+
+def test_vlbert_study_changes_what_it_says_and_reads_back(tmp_path, monkeypatch):
+    """The study's variants: the config change reaches the model, the KL variant's loss is VisualBERT's
+    KL on the same logits, the BCE one is VL-BERT's own; the shipped reader computes mean, std, range."""
+    import bench_learning as bl
+
+    from vlp_course.data.vl_tensors import build_scene_tensors
+    from vlp_course.models.visualbert import vqa_kl_loss
+    from vlp_course.recipes.base import Recipe
+    from vlp_course.recipes.shipped import STUDY_COLUMNS, format_recipe_study, recipe_study
+
+    st = build_scene_tensors(120, seed=3, n_test=20, vqa_mask_token="segment")
+    recipe = Recipe(kind="vlbert", n_images=120, n_test=20, seed=3)
+    one = bl.study_adapter(st, recipe, {"visual_scale_object_init": 1.0}, "bce")
+    torch.manual_seed(0)
+    model = one.qa_model().eval()  # no dropout: both steps see the same logits
+    assert torch.all(model.vlbert.visual_ln_object.weight == 1) and torch.all(model.vlbert.visual_ln_text.weight == 0)
+    original = bl.study_adapter(st, recipe, bl.ORIGINAL, "bce").qa_model()
+    assert torch.all(original.vlbert.visual_ln_object.weight == 0) and torch.all(original.vlbert.visual_ln_text.weight == 0)
+    batch = {k: v for k, v in st.vqa_batch(0, 8).items() if k != "rows"}
+    bce = one.vqa_step(model, batch)
+    kl = bl.study_adapter(st, recipe, {"visual_scale_object_init": 1.0}, "kl").vqa_step(model, batch)
+    assert torch.equal(kl.logits["vqa"], bce.logits["vqa"])
+    assert torch.allclose(kl.loss, vqa_kl_loss(bce.logits["vqa"], batch["soft_scores"]))
+    assert not torch.allclose(kl.loss, bce.loss)
+    assert type(bl.study_adapter(st, replace_kind(recipe, "visualbert"), {}, "kl")).__name__ == "VisualBertAdapter"
+
+    rows = [{"model": "vlbert", "change": ch, "seed": s, "steps": 600, "batch": 64, "vqa_accuracy": a, "seconds": 1.0,
+             "measured": "today"} for ch, s, a in (("original", 0, 0.5), ("original", 1, 0.6), ("original", 2, 0.7),
+                                                    ("kl", 0, 0.8))]
+    bl.write_study(rows, tmp_path, ["header"])
+    assert (tmp_path / "vlbert_recipe.csv").read_text().splitlines()[0] == ",".join(STUDY_COLUMNS)
+    got = recipe_study(tmp_path / "vlbert_recipe.csv")
+    assert got["changes"]["original"] == pytest.approx((0.6, 0.1, 0.5, 0.7, 3)) and got["changes"]["kl"] == (0.8, 0.0, 0.8, 0.8, 1)
+    assert got["steps"] == 600 and got["batch"] == 64 and got["measured"] == "today"
+    assert "+20.0" in format_recipe_study(got).splitlines()[-1]
+    assert "| kl | 80.0 ± 0.0% | +20.0 | 80.0%, 80.0% |" in (tmp_path / "vlbert_recipe.md").read_text()
+    (tmp_path / "bad.csv").write_text("model,change\nvlbert,x\n")
+    with pytest.raises(ValueError, match="lacks the columns"):
+        recipe_study(tmp_path / "bad.csv")
+    (tmp_path / "empty.csv").write_text(",".join(STUDY_COLUMNS) + "\n")
+    with pytest.raises(ValueError, match="no rows"):
+        recipe_study(tmp_path / "empty.csv")
+    with pytest.raises(FileNotFoundError, match="--vlbert"):
+        recipe_study(tmp_path / "none.csv")
+
+
+def replace_kind(recipe, kind):
+    from dataclasses import replace
+    return replace(recipe, kind=kind)
+
+
+def test_the_shipped_vlbert_study_is_the_benchmarks_every_change_three_seeds():
+    import bench_learning as bl
+
+    from vlp_course import files
+    from vlp_course.recipes.shipped import recipe_study
+
+    results = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "vlbert_recipe.csv"
+    shipped = files.shipped_dir() / "vlbert_recipe.csv"
+    assert shipped.read_bytes() == results.read_bytes(), "bench_learning.py --vlbert writes both copies"
+    got = recipe_study()
+    assert list(got["changes"]) == [label for label, *_ in bl.VLBERT_CHANGES]
+    assert all(n == 3 for *_, n in got["changes"].values()) and got["steps"] == bl.STUDY_STEPS

@@ -338,3 +338,15 @@ def test_scene_tensors_are_built_once_per_data_recipe_and_template():
     aligned = scene_tensors(r)
     assert control.scene_of is not None and aligned.scene_of is None and not torch.equal(control.feats, aligned.feats)
 
+
+def test_vlbert_recipe_starts_the_regions_layernorm_at_1_and_the_model_default_stays_the_originals_0(small):
+    """The one named deviation of the VL-BERT recipe (Recipe.visual_scale_object_init): the regions'
+    visual LayerNorm starts at 1, the words' at 0; the model's own config keeps the original's 0 and 0."""
+    from vlp_course.models.vlbert import VLBERTConfig
+
+    sm = _adapter("vlbert", small)
+    for m in (sm.pretraining_model(), sm.qa_model()):
+        assert torch.all(m.vlbert.visual_ln_object.weight == 1) and torch.all(m.vlbert.visual_ln_text.weight == 0)
+    assert VLBERTConfig().visual_scale_object_init == 0.0 and VLBERTConfig().visual_scale_text_init == 0.0
+    zero = adapter(sm.st, replace(sm.recipe, visual_scale_object_init=0.0))
+    assert torch.all(zero.pretraining_model().vlbert.visual_ln_object.weight == 0)

@@ -34,7 +34,7 @@ from vlp_course.recipes.visualbert import VisualBertAdapter
 from vlp_course.recipes.vlbert import VLBERTAdapter
 
 __all__ = ["ADAPTERS", "STEPS", "default_recipe", "adapter", "checkpoint_name", "load_scene_checkpoint", "train_scene_checkpoint",
-           "learning_results", "format_learning_results"]
+           "learning_results", "format_learning_results", "recipe_study", "format_recipe_study"]
 
 ADAPTERS: dict[str, type[SceneAdapter]] = {"visualbert": VisualBertAdapter, "lxmert": LxmertAdapter,
                                             "vilbert": ViLBERTAdapter, "vlbert": VLBERTAdapter}
@@ -109,6 +109,18 @@ def load_scene_checkpoint(kind: str, path: str | Path | None = None):
 LEARNING_COLUMNS = ("model", "condition", "labels", "seed", "steps", "vqa_accuracy", "seconds", "measured")
 
 
+def _read_results(p: Path, columns: tuple[str, ...], writer: str) -> list[dict[str, str]]:
+    """The rows of a benchmark's CSV, after checking that it exists and has ``columns``."""
+    if not p.exists():
+        raise FileNotFoundError(f"{p} is missing; {writer} writes it")
+    with p.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in columns if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{p} lacks the columns {missing}; expected {list(columns)}")
+        return list(reader)
+
+
 def learning_results(kind: str, path: str | Path | None = None) -> dict:
     """The shipped result of the pretraining-gain benchmark for ``kind`` (``benchmarks/bench_learning.py``,
     copied to ``vlp_course/shipped/learning.csv`` so an installed package has it).
@@ -125,14 +137,7 @@ def learning_results(kind: str, path: str | Path | None = None) -> dict:
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     p = Path(path) if path is not None else files.shipped_dir() / "learning.csv"
-    if not p.exists():
-        raise FileNotFoundError(f"{p} is missing; python benchmarks/bench_learning.py writes it")
-    with p.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in LEARNING_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{p} lacks the columns {missing}; expected {list(LEARNING_COLUMNS)}")
-        rows = [r for r in reader if r["model"] == kind]
+    rows = [r for r in _read_results(p, LEARNING_COLUMNS, "python benchmarks/bench_learning.py") if r["model"] == kind]
     if not rows:
         raise ValueError(f"{p} has no rows for {kind!r}")
     acc: dict[str, list[float]] = {}
@@ -206,3 +211,45 @@ def _main(argv=None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(_main())
+
+
+#: The columns ``vlbert_recipe.csv`` must have (written by ``benchmarks/bench_learning.py --vlbert``).
+STUDY_COLUMNS = ("model", "change", "seed", "steps", "batch", "vqa_accuracy", "seconds", "measured")
+
+
+def recipe_study(path: str | Path | None = None) -> dict:
+    """The shipped VL-BERT recipe study (``benchmarks/bench_learning.py --vlbert``, copied to
+    ``vlp_course/shipped/vlbert_recipe.csv``): VQA accuracy from scratch, one change at a time.
+
+    Returns:
+        ``{"changes": {label: (mean, std, lowest, highest, seeds)}, "steps": int, "batch": int, "measured": str}``
+        with the changes in the file's order (the first is the original recipe); accuracies in [0, 1].
+
+    Raises:
+        ValueError: a file without the columns of :data:`STUDY_COLUMNS`, or without rows.
+        FileNotFoundError: if the file is missing.
+    """
+    p = Path(path) if path is not None else files.shipped_dir() / "vlbert_recipe.csv"
+    rows = _read_results(p, STUDY_COLUMNS, "python benchmarks/bench_learning.py --vlbert")
+    if not rows:
+        raise ValueError(f"{p} has no rows")
+    acc: dict[str, list[float]] = {}
+    for r in rows:
+        acc.setdefault(r["change"], []).append(float(r["vqa_accuracy"]))
+    return {"changes": {c: (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0, min(v), max(v), len(v))
+                        for c, v in acc.items()},
+            "steps": int(rows[0]["steps"]), "batch": int(rows[0]["batch"]),
+            "measured": "; ".join(dict.fromkeys(r["measured"] for r in rows))}
+
+
+def format_recipe_study(results: dict) -> str:
+    """:func:`recipe_study` as printable lines: date and machine, budget, one line per change with its
+    mean ± std, its lowest and highest seed, and its difference from the first (original) row in points."""
+    c = results["changes"]
+    base = next(iter(c.values()))[0]
+    lines = [f"bench_learning.py --vlbert, measured {results['measured']}",
+             f"from scratch, all training questions, {results['steps']} steps of batch {results['batch']}; "
+             "official VQA accuracy on the held-out images"]
+    for label, (mean, std, lo, hi, n) in c.items():
+        lines.append(f"  {label:68s} {mean:6.1%} ± {std:4.1%} (seeds: {lo:.1%} to {hi:.1%}) {100 * (mean - base):+5.1f}")
+    return "\n".join(lines)
