@@ -182,7 +182,15 @@ def test_transfer_copies_the_encoder_and_keeps_the_new_head(kind, small):
     # LXMERT's VQA head starts from its pretraining answer head (same answer table; airsplay --loadLXMERTQA)
     assert report["loaded"] and (report["new"] == [] if kind == "lxmert" else report["new"])
     own, src = qa.state_dict(), pre.state_dict()
-    assert all(torch.equal(own[k], src[k]) for k in report["loaded"])
+    renamed = dict(getattr(qa, "pretrained_prefix_changes", ()))
+    assert all(torch.equal(own[k], src[k]) for k in report["loaded"] if k in src)
+    assert [k for k in report["loaded"] if k not in src] == ([] if not renamed else [
+        "final_mlp.0.dense.weight", "final_mlp.0.dense.bias", "final_mlp.0.LayerNorm.weight", "final_mlp.0.LayerNorm.bias"])
+    if kind == "vlbert":  # the original's VQA config: final_mlp.0 <- vlbert.mlm_head.predictions.transform
+        t = "vlbert.mlm_head.predictions.transform."
+        assert torch.equal(own["final_mlp.0.dense.weight"], src[t + "dense.weight"])
+        assert torch.equal(own["final_mlp.0.LayerNorm.bias"], src[t + "LayerNorm.bias"])
+        assert report["new"] == ["final_mlp.2.weight", "final_mlp.2.bias"] and not any(k.startswith(t) for k in report["dropped"])
 
 
 def test_transfer_refuses_shape_mismatches(small):

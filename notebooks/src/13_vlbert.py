@@ -299,13 +299,18 @@ assert held_out["mlm"] < scratch["mlm"] and held_out["mrc"] < scratch["mrc"] and
 #
 # VL-BERT's VQA input is `[CLS] question [SEP] [MASK] [SEP]` (the answer slot in segment B); the
 # hidden state of that [MASK] goes through `final_mlp` to the answer scores (binary cross-entropy
-# with the soft scores). The baseline is the same model, from the same checkpoint, fine-tuned and
-# tested with the image zeroed (features, boxes and the number of regions).
+# with the soft scores). `final_mlp` starts with a BERT transform, and the original's VQA config
+# initialises it from the pretrained MLM head's transform (`PARTIAL_PRETRAIN_PREFIX_CHANGES`:
+# `vlbert.mlm_head.predictions.transform->final_mlp.0`): the [MASK] already feeds a head that turns
+# it into a word. `run.transfer_pretrained` does the same, from `pretrained_prefix_changes`. The
+# baseline is the same model, from the same checkpoint, fine-tuned and tested with the image zeroed
+# (features, boxes and the number of regions).
 
 # %%
 results, moved, seconds, qa = run.vqa_against_question_only(pre, sm, CFG["vqa_steps"], name="VL-BERT",
                                                             batch=CFG["vqa_batch"], seed=CFG["seed"], device=device)
 print(f"{len(moved['loaded'])} tensors from the checkpoint; new: {moved['new']}")
+assert moved["new"] == ["final_mlp.2.weight", "final_mlp.2.bias"]  # only the answer layer starts afresh
 for k, v in seconds.items():
     print(f"fine-tune + test, {k}: {v:.1f} s")
 plt.figure(figsize=(5, 2.4))
@@ -365,15 +370,18 @@ bench = learning_results("vlbert")
 print(format_learning_results(bench))
 c = {k: v[0] for k, v in bench["conditions"].items()}  # the means
 bench_gain, control_gain = c["pretrained"] - c["scratch"], c["wrong_scenes"] - c["scratch"]
-assert bench_gain > 0 and control_gain < bench_gain - 0.02, "the text below: a small gain, which the control does not keep"
+spread = max(v[1] for v in bench["conditions"].values())  # the largest std over seeds
+assert abs(bench_gain) < 0.06 and abs(control_gain) < 0.06 and bench_gain < 1.5 * spread, \
+    "the text below: a gain of a few points at most, within the spread over seeds, the control's too"
 print(f"total time {time.perf_counter() - T0:.0f} s")
 
 # %% [markdown]
 # **What the numbers say.** Live, with one seed and 100 steps, the fine-tune from pretraining is not
-# clearly better than the one from scratch. With three seeds and 300 steps the table shows a gain of a
-# few points, about the size of the spread over seeds, and the control shows none: a checkpoint
-# pretrained the same way on captions shown with the *wrong* scenes is no better than scratch. So
-# what little pretraining gives VL-BERT here comes from the aligned pairs. A pretraining gain is
+# clearly better than the one from scratch, and the table agrees: with three seeds and 300 steps the
+# checkpoint's lead over scratch is a few points, within the spread over seeds, and so is the
+# control's (a checkpoint pretrained the same way on captions shown with the *wrong* scenes). With
+# 500 labels, VL-BERT's pretraining on the scenes gives it little that a fine-tune cannot learn; the
+# next section looks at what it did learn and at what holds VL-BERT back. A pretraining gain is
 # something to measure, not to assume, and a control is what says where it comes from.
 
 # %% [markdown]

@@ -638,7 +638,14 @@ class VLBERTForQuestionAnswering(VLBERTForPreTraining):
     loss: binary cross-entropy with soft scores x number of answers.
 
     It keeps the pretraining model's parameters (so pretrained weights load by name) and adds ``final_mlp``.
+    Its transform ``final_mlp.0`` starts as the pretrained MLM head's transform, as the original's VQA
+    config maps it (``cfgs/vqa/base_4x16G_fp32.yaml``, ``PARTIAL_PRETRAIN_PREFIX_CHANGES``:
+    ``vlbert.mlm_head.predictions.transform->final_mlp.0``): :attr:`pretrained_prefix_changes`, which
+    :func:`vlp_course.recipes.run.transfer_pretrained` applies.
     """
+
+    #: (pretrained prefix, prefix here): parameters that start from a pretrained one of another name
+    pretrained_prefix_changes = (("vlbert.mlm_head.predictions.transform.", "final_mlp.0."),)
 
     def __init__(self, config: VLBERTConfig, num_answers: int):
         super().__init__(config)

@@ -23,18 +23,27 @@ __all__ = ["transfer_pretrained", "step_scalars", "pretrain", "finetune_vqa", "e
 
 def transfer_pretrained(qa_model: nn.Module, pretrained: nn.Module) -> dict[str, list[str]]:
     """Copy the pretrained encoder into a VQA model (same parameter names); the new answer head keeps
-    its initialisation. Returns ``{"loaded": [...], "new": [...], "dropped": [...]}`` key lists.
+    its initialisation. A model whose original maps pretrained weights to other names lists the
+    mappings in ``pretrained_prefix_changes`` (``(pretrained prefix, prefix in the VQA model)`` pairs;
+    VL-BERT's answer transform starts from its MLM transform).
+
+    Returns:
+        ``{"loaded": [...], "new": [...], "dropped": [...]}``: the VQA model's keys that were copied and
+        those that keep their initialisation, and the pretrained keys that were not used.
 
     Raises:
-        ValueError: if a shared key has a different shape in the two models.
+        ValueError: if a key copied has a different shape in the two models.
     """
     own, src = qa_model.state_dict(), pretrained.state_dict()
-    bad = [k for k in own if k in src and own[k].shape != src[k].shape]
+    source: dict[str, str] = {k: k for k in own if k in src}  # key here -> pretrained key
+    for old, new in getattr(qa_model, "pretrained_prefix_changes", ()):
+        source.update({k: old + k[len(new):] for k in own if k.startswith(new) and old + k[len(new):] in src})
+    bad = [k for k, s in source.items() if own[k].shape != src[s].shape]
     if bad:
         raise ValueError(f"shapes differ between the pretrained and the VQA model for {bad[:5]}")
-    qa_model.load_state_dict({k: src[k] for k in own if k in src}, strict=False)
-    return {"loaded": [k for k in own if k in src], "new": [k for k in own if k not in src],
-            "dropped": [k for k in src if k not in own]}
+    qa_model.load_state_dict({k: src[s] for k, s in source.items()}, strict=False)
+    used = set(source.values())
+    return {"loaded": list(source), "new": [k for k in own if k not in source], "dropped": [k for k in src if k not in used]}
 
 
 def step_scalars(out, batch: dict | None = None) -> dict[str, Tensor]:
