@@ -35,7 +35,7 @@ from vlp_course.recipes.base import Recipe, scene_tensors
 T0 = time.perf_counter()
 CFG = dict(
     pretrain_steps=100, pretrain_lr=2e-3,  # the short from-scratch run (budgets in steps, not seconds)
-    vqa_steps=600, vqa_batch=64, min_margin=0.05,  # the VQA fine-tune from the checkpoint; the asserted gain
+    vqa_steps=600, vqa_batch=64, min_margin=0.15, min_accuracy=0.7,  # the VQA fine-tune from the checkpoint; the asserted gain (seeds 0-2: 73.5-76.2%, +21.9 to +24.7 points)
     labels=500, low_label_steps=100, low_label_batch=64,  # does pretraining help? (the reduced, live version)
     batch=64, seed=0,
     probe_scenes=600,    # single-object scenes for the leakage probe
@@ -320,6 +320,7 @@ plt.show()
 base, full = results["question only (image zeroed)"], results["VL-BERT (with the image)"]
 print(f"with the image {full:.1%}, question only {base:.1%}, majority answer {results['majority answer']:.1%}")
 assert full > base + CFG["min_margin"], f"the model must use the image: {CFG['min_margin']:.0%} above the question-only model"
+assert full > CFG["min_accuracy"]
 
 # %% [markdown]
 # **By answer type.** VQA reports its accuracy per answer type: yes/no questions are where the
@@ -387,8 +388,8 @@ print(f"total time {time.perf_counter() - T0:.0f} s")
 # %% [markdown]
 # ## 9. What holds VL-BERT back here
 #
-# VL-BERT's margin over the question-only model is the smallest of the four models' (each measured in
-# its own notebook). Two measurements say where that comes from.
+# Two measurements: what VL-BERT's pretraining taught it about the image, and what held its recipe
+# back on a budget of minutes.
 #
 # **Does pretraining teach it to read colours from the image?** Masked words *with visual clues*
 # should: hide a colour word of a held-out caption, and only the image says which colour it was.
@@ -430,8 +431,7 @@ print(f"{n} masked colour words: {seen:.1%} right with the image, {blind:.1%} wi
 assert seen > blind + 0.25 and seen > 2 * blind, "the text below: the image more than doubles the share"
 
 # %% [markdown]
-# It does: the image more than doubles the share of colours filled in right. Why then is its VQA
-# margin the smallest of the four?
+# It does: the image more than doubles the share of colours filled in right.
 #
 # **One change at a time.** `benchmarks/bench_learning.py --vlbert` trains VQA from scratch (600 steps
 # of batch 64, all training questions, three seeds) with VL-BERT set up as the original and with one
