@@ -4,7 +4,7 @@
 # This is the course index. Run the setup cell below once: it checks that the course package and
 # PyTorch import, and tells you which device you will train on.
 #
-# Each notebook runs on its own, top to bottom, in ten seconds to a minute and a half on a 2-core
+# Each notebook runs on its own, top to bottom, in ten seconds to about a minute and a half on a 2-core
 # CPU (the table below), and on a Colab GPU with the badge at its top. Every claim a notebook makes is measured in that notebook and
 # checked by an `assert`, so if a cell fails, something really changed.
 
@@ -116,15 +116,15 @@ plt.show()
 #
 # | notebook | seconds | notebook | seconds |
 # |---|---:|---|---:|
-# | 00 index | 6 | 07 GANs | 30 |
-# | 01 one-hot, bag of words | 9 | 08 three key problems | 12 |
-# | 02 word embeddings | 25 | 09 pretraining tasks | 66 |
-# | 03 sequence representations | 21 | 10 VisualBERT | 88 |
-# | 04 LeNet-5 | 27 | 11 LXMERT | 116 |
-# | 05 AlexNet, VGG, GoogLeNet | 32 | 12 ViLBERT | 123 |
-# | 06 ResNet | 54 | 13 VL-BERT | 120 |
+# | 00 index | 6 | 07 GANs | 27 |
+# | 01 one-hot, bag of words | 8 | 08 three key problems | 13 |
+# | 02 word embeddings | 24 | 09 pretraining tasks | 62 |
+# | 03 sequence representations | 20 | 10 VisualBERT | 70 |
+# | 04 LeNet-5 | 24 | 11 LXMERT | 73 |
+# | 05 AlexNet, VGG, GoogLeNet | 29 | 12 ViLBERT | 94 |
+# | 06 ResNet | 45 | 13 VL-BERT | 98 |
 #
-# All 14 took 728 s (about 12 minutes) in one run. The four model notebooks take longest: each
+# All 14 took 593 s (about 10 minutes) in one run. The four model notebooks take longest: each
 # fine-tunes its model twice, with and without the image, to measure what the image adds.
 #
 # **What a GPU changes.** The default sizes are what CI runs on those 2 CPU cores, so every claim is
