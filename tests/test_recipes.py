@@ -267,6 +267,11 @@ def test_vqa_against_question_only_trains_both_models_from_the_checkpoint(small)
     assert set(seconds) == set(list(results)[:2]) and all(s > 0 for s in seconds.values())
     assert all(0.0 <= v <= 1.0 for v in results.values())
     assert results["majority answer"] == sm.st.majority_accuracy()
+    # the learning rate reaches both fine-tunes: each equals finetune_from with the same settings
+    fast = run.vqa_against_question_only(pre, sm, 3, name="LXMERT", batch=8, lr=5e-3, warmup=1)[0]
+    assert fast["LXMERT (with the image)"] == run.finetune_from(pre, sm, 3, batch=8, lr=5e-3, warmup=1)[1]
+    assert fast["question only (image zeroed)"] == run.finetune_from(pre, sm, 3, batch=8, lr=5e-3, warmup=1,
+                                                                     zero_image=True)[1]
     # LXMERT's pretraining answer head has the VQA answer table, so it moves too (airsplay's
     # --loadLXMERTQA, load_lxmert_qa in src/pretrain/qa_answer_table.py): nothing new
     assert moved["loaded"] and moved["new"] == [] and "answer_head.logit_fc.3.weight" in moved["loaded"]

@@ -176,10 +176,11 @@ def finetune_from(source: nn.Module | None, adapter: SceneAdapter, steps: int, *
 
 
 def vqa_against_question_only(pretrained: nn.Module, adapter: SceneAdapter, steps: int, *, name: str, batch: int = 128,
-                              seed: int = 0, device=None
+                              seed: int = 0, lr: float = 1e-3, warmup: int = 50, device=None
                               ) -> tuple[dict[str, float], dict[str, list[str]], dict[str, float], nn.Module]:
-    """Fine-tune two VQA models from the same checkpoint for the same budget, one with the image
-    zeroed (the question-only baseline) and one with it, and measure both on the held-out images.
+    """Fine-tune two VQA models from the same checkpoint for the same budget (``steps`` of ``batch``,
+    AdamW at ``lr`` after ``warmup`` steps), one with the image zeroed (the question-only baseline)
+    and one with it, and measure both on the held-out images.
 
     Returns:
         ``(accuracies, moved, seconds)``: accuracies ``{"question only (image zeroed)": acc,
@@ -194,7 +195,8 @@ def vqa_against_question_only(pretrained: nn.Module, adapter: SceneAdapter, step
         qa = adapter.qa_model()
         moved = transfer_pretrained(qa, pretrained)
         t = time.perf_counter()
-        finetune_vqa(qa, adapter, steps, zero_image=zero_image, batch=batch, seed=seed, device=device)
+        finetune_vqa(qa, adapter, steps, zero_image=zero_image, batch=batch, lr=lr, warmup=warmup, seed=seed,
+                     device=device)
         seconds[label] = time.perf_counter() - t
         results[label] = evaluate_vqa(qa, adapter, zero_image=zero_image)
     results["majority answer"] = adapter.st.majority_accuracy()
