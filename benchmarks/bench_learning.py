@@ -47,7 +47,7 @@ from vlp_course import files  # noqa: E402
 from vlp_course.recipes import run as recipe_run  # noqa: E402
 from vlp_course.recipes.base import KINDS  # noqa: E402
 from vlp_course.recipes.shipped import (STUDY_COLUMNS, checkpoint_name, default_recipe, load_scene_checkpoint,  # noqa: E402
-                                        train_scene_checkpoint)
+                                        recipe_study, train_scene_checkpoint)
 
 LABELS = 500
 STEPS = 300
@@ -237,11 +237,10 @@ def vlbert_study(steps: int = STUDY_STEPS, batch: int = BATCH, seeds=SEEDS, log=
     from vlp_course.recipes.base import Recipe, scene_tensors
 
     measured = f"{dt.date.today().isoformat()} on {machine()}"
-    scenes = {k: scene_tensors(Recipe(kind=k)) for k in dict.fromkeys(m for _, m, *_ in VLBERT_CHANGES)}
     rows = []
     for seed in seeds:
         for label, kind, config_changes, loss, zero_image in VLBERT_CHANGES:
-            ad = study_adapter(scenes[kind], Recipe(kind=kind), config_changes, loss)
+            ad = study_adapter(scene_tensors(Recipe(kind=kind)), Recipe(kind=kind), config_changes, loss)  # built once
             _, acc, secs = recipe_run.finetune_from(None, ad, steps, batch=batch, seed=seed, zero_image=zero_image)
             rows.append({"model": kind, "change": label, "seed": seed, "steps": steps, "batch": batch,
                          "vqa_accuracy": round(acc, 4), "seconds": round(secs, 1), "measured": measured})
@@ -262,16 +261,13 @@ def write_study(rows: list[dict], out: Path, header: list[str]) -> None:
         shipped = files.shipped_dir() / "vlbert_recipe.csv"
         shipped.write_text(text.getvalue())
         files.record_sha256(shipped)
-    acc: dict[str, list[float]] = {}
-    for r in rows:
-        acc.setdefault(r["change"], []).append(float(r["vqa_accuracy"]))
-    base = statistics.mean(next(iter(acc.values())))  # the first change listed: the original recipe
+    study = recipe_study(out / "vlbert_recipe.csv")  # the same reader notebook 13 uses
+    base = next(iter(study["changes"].values()))[0]  # the first change listed: the original recipe
     lines = ["# VL-BERT's recipe on the scenes, one change at a time (bench_learning.py --vlbert)", "", *header, "",
              "| change | VQA accuracy (mean ± std) | points against the original | lowest, highest seed |", "|---|---|---|---|"]
-    for label, v in acc.items():
-        sd = statistics.stdev(v) if len(v) > 1 else 0.0
-        lines.append(f"| {label} | {100 * statistics.mean(v):.1f} ± {100 * sd:.1f}% | "
-                     f"{100 * (statistics.mean(v) - base):+.1f} | {100 * min(v):.1f}%, {100 * max(v):.1f}% |")
+    for label, (mean, sd, lo, hi, _) in study["changes"].items():
+        lines.append(f"| {label} | {100 * mean:.1f} ± {100 * sd:.1f}% | {100 * (mean - base):+.1f} | "
+                     f"{100 * lo:.1f}%, {100 * hi:.1f}% |")
     (out / "vlbert_recipe.md").write_text("\n".join(lines + [""]))
 
 

@@ -121,6 +121,14 @@ def _read_results(p: Path, columns: tuple[str, ...], writer: str) -> list[dict[s
         return list(reader)
 
 
+def _accuracies_by(rows: list[dict[str, str]], column: str) -> dict[str, list[float]]:
+    """The rows' VQA accuracies grouped by ``column``, in the order the groups first appear."""
+    acc: dict[str, list[float]] = {}
+    for r in rows:
+        acc.setdefault(r[column], []).append(float(r["vqa_accuracy"]))
+    return acc
+
+
 def learning_results(kind: str, path: str | Path | None = None) -> dict:
     """The shipped result of the pretraining-gain benchmark for ``kind`` (``benchmarks/bench_learning.py``,
     copied to ``vlp_course/shipped/learning.csv`` so an installed package has it).
@@ -140,10 +148,8 @@ def learning_results(kind: str, path: str | Path | None = None) -> dict:
     rows = [r for r in _read_results(p, LEARNING_COLUMNS, "python benchmarks/bench_learning.py") if r["model"] == kind]
     if not rows:
         raise ValueError(f"{p} has no rows for {kind!r}")
-    acc: dict[str, list[float]] = {}
-    for r in rows:
-        acc.setdefault(r["condition"], []).append(float(r["vqa_accuracy"]))
-    return {"conditions": {c: (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0, len(v)) for c, v in acc.items()},
+    return {"conditions": {c: (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0, len(v))
+                           for c, v in _accuracies_by(rows, "condition").items()},
             "labels": int(rows[0]["labels"]), "steps": int(rows[0]["steps"]),
             "measured": "; ".join(dict.fromkeys(r["measured"] for r in rows))}
 
@@ -158,6 +164,45 @@ def format_learning_results(results: dict) -> str:
     for cond, (mean, std, n) in c.items():
         gain = f"  {100 * (mean - c['scratch'][0]):+.1f} points over scratch" if "scratch" in c and cond != "scratch" else ""
         lines.append(f"  {cond:14s} {mean:6.1%} ± {std:4.1%} ({n} seeds){gain}")
+    return "\n".join(lines)
+
+
+#: The columns ``vlbert_recipe.csv`` must have (written by ``benchmarks/bench_learning.py --vlbert``).
+STUDY_COLUMNS = ("model", "change", "seed", "steps", "batch", "vqa_accuracy", "seconds", "measured")
+
+
+def recipe_study(path: str | Path | None = None) -> dict:
+    """The shipped VL-BERT recipe study (``benchmarks/bench_learning.py --vlbert``, copied to
+    ``vlp_course/shipped/vlbert_recipe.csv``): VQA accuracy from scratch, one change at a time.
+
+    Returns:
+        ``{"changes": {label: (mean, std, lowest, highest, seeds)}, "steps": int, "batch": int, "measured": str}``
+        with the changes in the file's order (the first is the original recipe); accuracies in [0, 1].
+
+    Raises:
+        ValueError: a file without the columns of :data:`STUDY_COLUMNS`, or without rows.
+        FileNotFoundError: if the file is missing.
+    """
+    p = Path(path) if path is not None else files.shipped_dir() / "vlbert_recipe.csv"
+    rows = _read_results(p, STUDY_COLUMNS, "python benchmarks/bench_learning.py --vlbert")
+    if not rows:
+        raise ValueError(f"{p} has no rows")
+    return {"changes": {c: (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0, min(v), max(v), len(v))
+                        for c, v in _accuracies_by(rows, "change").items()},
+            "steps": int(rows[0]["steps"]), "batch": int(rows[0]["batch"]),
+            "measured": "; ".join(dict.fromkeys(r["measured"] for r in rows))}
+
+
+def format_recipe_study(results: dict) -> str:
+    """:func:`recipe_study` as printable lines: date and machine, budget, one line per change with its
+    mean ± std, its lowest and highest seed, and its difference from the first (original) row in points."""
+    c = results["changes"]
+    base = next(iter(c.values()))[0]
+    lines = [f"bench_learning.py --vlbert, measured {results['measured']}",
+             f"from scratch, all training questions, {results['steps']} steps of batch {results['batch']}; "
+             "official VQA accuracy on the held-out images"]
+    for label, (mean, std, lo, hi, n) in c.items():
+        lines.append(f"  {label:68s} {mean:6.1%} ± {std:4.1%} (seeds: {lo:.1%} to {hi:.1%}) {100 * (mean - base):+5.1f}")
     return "\n".join(lines)
 
 
@@ -212,44 +257,3 @@ def _main(argv=None) -> int:
 if __name__ == "__main__":
     raise SystemExit(_main())
 
-
-#: The columns ``vlbert_recipe.csv`` must have (written by ``benchmarks/bench_learning.py --vlbert``).
-STUDY_COLUMNS = ("model", "change", "seed", "steps", "batch", "vqa_accuracy", "seconds", "measured")
-
-
-def recipe_study(path: str | Path | None = None) -> dict:
-    """The shipped VL-BERT recipe study (``benchmarks/bench_learning.py --vlbert``, copied to
-    ``vlp_course/shipped/vlbert_recipe.csv``): VQA accuracy from scratch, one change at a time.
-
-    Returns:
-        ``{"changes": {label: (mean, std, lowest, highest, seeds)}, "steps": int, "batch": int, "measured": str}``
-        with the changes in the file's order (the first is the original recipe); accuracies in [0, 1].
-
-    Raises:
-        ValueError: a file without the columns of :data:`STUDY_COLUMNS`, or without rows.
-        FileNotFoundError: if the file is missing.
-    """
-    p = Path(path) if path is not None else files.shipped_dir() / "vlbert_recipe.csv"
-    rows = _read_results(p, STUDY_COLUMNS, "python benchmarks/bench_learning.py --vlbert")
-    if not rows:
-        raise ValueError(f"{p} has no rows")
-    acc: dict[str, list[float]] = {}
-    for r in rows:
-        acc.setdefault(r["change"], []).append(float(r["vqa_accuracy"]))
-    return {"changes": {c: (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0, min(v), max(v), len(v))
-                        for c, v in acc.items()},
-            "steps": int(rows[0]["steps"]), "batch": int(rows[0]["batch"]),
-            "measured": "; ".join(dict.fromkeys(r["measured"] for r in rows))}
-
-
-def format_recipe_study(results: dict) -> str:
-    """:func:`recipe_study` as printable lines: date and machine, budget, one line per change with its
-    mean ± std, its lowest and highest seed, and its difference from the first (original) row in points."""
-    c = results["changes"]
-    base = next(iter(c.values()))[0]
-    lines = [f"bench_learning.py --vlbert, measured {results['measured']}",
-             f"from scratch, all training questions, {results['steps']} steps of batch {results['batch']}; "
-             "official VQA accuracy on the held-out images"]
-    for label, (mean, std, lo, hi, n) in c.items():
-        lines.append(f"  {label:68s} {mean:6.1%} ± {std:4.1%} (seeds: {lo:.1%} to {hi:.1%}) {100 * (mean - base):+5.1f}")
-    return "\n".join(lines)
