@@ -11,10 +11,12 @@ transformers = pytest.importorskip("transformers")
 from vlp_course.models.convert import load_original_checkpoint  # noqa: E402
 from vlp_course.models.lxmert import (  # noqa: E402
     LxmertConfig,
+    LxmertForNLVR2,
     LxmertForPreTraining,
     LxmertForQuestionAnswering,
     LxmertModel,
 )
+from vlp_course.models.blocks import repeat_for_pairs  # noqa: E402
 from vlp_course.pretraining.losses import vqa_bce_loss  # noqa: E402
 
 TOL = 1e-5
@@ -467,3 +469,63 @@ def test_pretrain_step_runs_all_five_tasks_and_vqa_step(adapter):
     assert transfer_pretrained(qa, model)["new"] == []
     zero = adapter.vqa_step(qa, vb, zero_image=True)
     assert torch.isfinite(zero.loss)
+
+
+# ------------------------------------------------------------------------------------------------
+# NLVR2: two passes, statements interleaved s0, s0, s1, s1 (airsplay src/tasks/nlvr2_model.py)
+# ------------------------------------------------------------------------------------------------
+def nlvr2_rows(P=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, VOCAB, (P, T), generator=g)
+    feats = torch.randn(P, 2, N, F, generator=g)
+    xy = torch.rand(P, 2, N, 2, generator=g) * 0.5
+    boxes = torch.cat([xy, xy + 0.4], -1)  # normalised xyxy
+    return ids, feats, boxes
+
+
+def test_nlvr2_concatenates_the_pair_pooled_vectors_in_the_original_order():
+    m = randomize(LxmertForNLVR2(small()))
+    assert sorted(k for k in m.state_dict() if k.startswith("logit_fc")) == sorted(
+        f"logit_fc.{i}.{w}" for i in (0, 2, 3) for w in ("weight", "bias"))  # the original's head names
+    ids, feats, boxes = nlvr2_rows()
+    ids2, f2, b2 = repeat_for_pairs(ids, feats, boxes)
+    assert ids2.shape == (6, T) and torch.equal(ids2[2], ids2[3]) and torch.equal(f2[3], feats[1, 1])
+    with torch.no_grad():
+        out = m(ids2, f2, b2, labels=torch.tensor([1, 0, 1]))
+        pooled = m.lxmert(ids2, f2, b2).pooled_output  # (6, D)
+        manual = m.logit_fc(torch.cat([pooled[0::2], pooled[1::2]], 1))  # (3, 2D) -> (3, 2)
+    assert out.logits["nlvr2"].shape == (3, 2) and maxdiff(out.logits["nlvr2"], manual) < 1e-6
+    assert abs(out.losses["nlvr2"].item() - torch.nn.functional.cross_entropy(manual, torch.tensor([1, 0, 1])).item()) < 1e-6
+
+
+def test_nlvr2_prediction_depends_only_on_its_own_pair():
+    m = randomize(LxmertForNLVR2(small()))
+    ids, feats, boxes = nlvr2_rows()
+
+    def run(i, f, b):
+        return m(*repeat_for_pairs(i, f, b)).logits["nlvr2"]
+
+    with torch.no_grad():
+        base = run(ids, feats, boxes)
+        perm = torch.tensor([1, 2, 0])
+        assert maxdiff(run(ids[perm], feats[perm], boxes[perm]), base[perm]) < 1e-5
+        changed = feats.clone()
+        changed[0, 0] += 1.0  # pair 0's left image
+        after = run(ids, changed, boxes)
+        assert maxdiff(after[1:], base[1:]) < 1e-6 and maxdiff(after[0], base[0]) > 1e-4
+        assert maxdiff(run(ids, feats.flip(1), boxes.flip(1)), base) > 1e-4  # left and right are not interchangeable
+
+
+def test_nlvr2_refuses_odd_rows_tiled_statements_and_bad_labels():
+    m = LxmertForNLVR2(small()).eval()
+    ids, feats, boxes = nlvr2_rows()
+    ids2, f2, b2 = repeat_for_pairs(ids, feats, boxes)
+    with pytest.raises(ValueError, match="2 x num_pairs"):
+        m(ids2[:5], f2[:5], b2[:5])
+    tiled = ids.repeat(2, 1)  # s0, s1, s2, s0, s1, s2: every pair would mix two statements
+    with pytest.raises(ValueError, match="two different statements"):
+        m(tiled, f2, b2)
+    with pytest.raises(ValueError, match="0 \\(false\\) or 1"):
+        m(ids2, f2, b2, labels=torch.tensor([0, 1, -100]))
+    with pytest.raises(ValueError, match=r"\(P, 2, N, ·\)"):
+        repeat_for_pairs(ids, f2, b2)

@@ -258,13 +258,15 @@ def test_nlvr2_pair_head_needs_two_rows_per_pair():
     locs = torch.tensor([0.0, 0.0, 1.0, 1.0, 1.0]).expand(P, 2, R + 1, 5)
     ids2, f2, l2 = repeat_for_pairs(ids, feats, locs)
     assert ids2.shape == (4, T) and torch.equal(ids2[0], ids2[1]) and torch.equal(f2[1], feats[0, 1])
-    out = m.nlvr2(ids2, f2, l2, num_pairs=P, labels=torch.tensor([0, 1]))
-    assert out["logits"].shape == (2, 2) and torch.isfinite(out["loss"])
+    out = m.nlvr2(ids2, f2, l2, labels=torch.tensor([0, 1]))
+    assert out.logits["nlvr2"].shape == (2, 2) and torch.isfinite(out.losses["nlvr2"])
     pooled = m.encode(ids2, f2, l2)["pooled"]
     manual = m.vil_binary_prediction(torch.cat([pooled[0::2], pooled[1::2]], 1))
-    assert torch.allclose(out["logits"], manual, atol=1e-5)
+    assert torch.allclose(out.logits["nlvr2"], manual, atol=1e-5)
     with pytest.raises(ValueError, match="2 x num_pairs"):
-        m.nlvr2(ids2[:3], f2[:3], l2[:3], num_pairs=P)
+        m.nlvr2(ids2[:3], f2[:3], l2[:3])
+    with pytest.raises(ValueError, match="two different statements"):
+        m.nlvr2(ids.repeat(2, 1), f2, l2)  # s0, s1, s0, s1: tiled, not repeated
     with pytest.raises(ValueError, match="2 x num_pairs"):
         pair_logits(m.vil_binary_prediction, pooled[:3], 2)
 

@@ -12,9 +12,11 @@ transformers = pytest.importorskip("transformers")
 from vlp_course.models.convert import load_original_checkpoint  # noqa: E402
 from vlp_course.models.visualbert import (  # noqa: E402
     VisualBertConfig,
+    VisualBertForNLVR2,
     VisualBertForPreTraining,
     VisualBertForQuestionAnswering,
     VisualBertModel,
+    pair_regions,
     vqa_kl_loss,
 )
 
@@ -394,3 +396,75 @@ def test_mask_token_id_defaults_to_bert_base_uncased_and_must_be_in_the_vocabula
         VisualBertForQuestionAnswering(small(mask_token_id=103))
     with pytest.raises(ValueError, match="mask_token_id must be >= 0"):
         small(mask_token_id=-1)
+
+
+# ------------------------------------------------------------------------------------------------
+# NLVR2 in one pass (uclanlp nlvr_dataset.py: both images' regions, visual token types 0 and 1)
+# ------------------------------------------------------------------------------------------------
+def nlvr2_inputs(P=3, N=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(MASK + 1, VOCAB, (P, T), generator=g)
+    feats = torch.randn(P, 2, N, F, generator=g)
+    rmask = torch.ones(P, 2, N, dtype=torch.long)
+    rmask[1, 0, 2:] = 0  # pair 1's left image has 2 boxes, its right image 3
+    return ids, feats, rmask
+
+
+def test_nlvr2_parity_with_transformers_visual_reasoning():
+    hf, ours = pair(transformers.VisualBertForVisualReasoning, VisualBertForNLVR2, num_labels=2)
+    ids, feats, rmask = nlvr2_inputs()
+    vf, vmask, vtypes = pair_regions(feats, rmask)
+    labels = torch.tensor([1, 0, 1])
+    with torch.no_grad():
+        h = hf(input_ids=ids, visual_embeds=vf, visual_attention_mask=vmask, visual_token_type_ids=vtypes, labels=labels)
+        o = ours(ids, vf, visual_attention_mask=vmask, visual_token_type_ids=vtypes, labels=labels)
+    assert o.logits["nlvr2"].shape == (3, 2)
+    assert maxdiff(h.logits, o.logits["nlvr2"]) < TOL
+    assert abs(h.loss.item() - o.losses["nlvr2"].item()) < TOL
+
+
+def test_pair_regions_types_follow_the_image_not_the_position():
+    ids, feats, rmask = nlvr2_inputs()
+    vf, vmask, vtypes = pair_regions(feats, rmask)
+    assert vf.shape == (3, 6, F) and vtypes.tolist()[1] == [0, 0, 0, 1, 1, 1]
+    assert vmask.tolist()[1] == [1, 1, 0, 1, 1, 1]  # the left image's padding stays in its own slots
+    assert torch.equal(vf[1, 3], feats[1, 1, 0])  # the right image's first region, typed 1
+    with pytest.raises(ValueError, match=r"\(P, 2, N, F\)"):
+        pair_regions(feats.flatten(1, 2), rmask)
+    with pytest.raises(ValueError, match="no real region"):
+        pair_regions(feats, torch.cat([rmask[:, :1], torch.zeros_like(rmask[:, 1:])], 1))
+
+
+def test_nlvr2_prediction_depends_only_on_its_own_pair():
+    torch.manual_seed(0)
+    m = randomize(VisualBertForNLVR2(small()))
+    ids, feats, rmask = nlvr2_inputs()
+
+    def run(i, f, r):
+        vf, vm, vt = pair_regions(f, r)
+        return m(i, vf, visual_attention_mask=vm, visual_token_type_ids=vt).logits["nlvr2"]
+
+    with torch.no_grad():
+        base = run(ids, feats, rmask)
+        perm = torch.tensor([2, 0, 1])
+        assert maxdiff(run(ids[perm], feats[perm], rmask[perm]), base[perm]) < 1e-5
+        changed = feats.clone()
+        changed[2, 1] += 1.0  # pair 2's right image
+        after = run(ids, changed, rmask)
+        assert maxdiff(after[:2], base[:2]) < 1e-6 and maxdiff(after[2], base[2]) > 1e-4
+        swapped = run(ids, feats.flip(1), rmask.flip(1))  # left and right exchanged: the types tell them apart
+        assert maxdiff(swapped, base) > 1e-4
+
+
+def test_nlvr2_refuses_missing_types_one_image_rows_and_bad_labels():
+    m = VisualBertForNLVR2(small()).eval()
+    ids, feats, rmask = nlvr2_inputs()
+    vf, vmask, vtypes = pair_regions(feats, rmask)
+    with pytest.raises(ValueError, match="visual_token_type_ids"):
+        m(ids, vf, visual_attention_mask=vmask)
+    with pytest.raises(ValueError, match="both images"):
+        m(ids, vf, visual_attention_mask=vmask, visual_token_type_ids=torch.zeros_like(vtypes))
+    with pytest.raises(ValueError, match=r"shape \(3,\)"):
+        m(ids, vf, visual_attention_mask=vmask, visual_token_type_ids=vtypes, labels=torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="0 \\(false\\) or 1"):
+        m(ids, vf, visual_attention_mask=vmask, visual_token_type_ids=vtypes, labels=torch.tensor([0, 1, 2]))

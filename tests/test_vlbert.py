@@ -12,7 +12,7 @@ import pytest
 import torch
 import transformers
 
-from vlp_course.models.blocks import TextEmbeddings, TransformerConfig, VLOutput
+from vlp_course.models.blocks import TextEmbeddings, TransformerConfig, VLOutput, repeat_for_pairs
 from vlp_course.models.convert import (
     load_bert_into_vlbert,
     load_original_checkpoint,
@@ -23,6 +23,7 @@ from vlp_course.models.convert import (
 )
 from vlp_course.models.vlbert import (
     VLBERTConfig,
+    VLBERTForNLVR2,
     VLBERTForPreTraining,
     VLBERTForQuestionAnswering,
     check_pixel_boxes,
@@ -503,3 +504,41 @@ def test_recipe_step_runs_mlm_mrc_and_mlm_text(scene_adapter):
     feats, boxes, rmask = sm.regions(b)
     assert boxes[:, 0].tolist() == [[0.0, 0.0, S - 1.0, S - 1.0]] * 16 and (rmask[:, 0] == 1).all()
     assert lay.is_object.sum(1).tolist() == rmask.sum(1).tolist()
+
+
+# ---------------------------------------------------------------------------------------------- NLVR2 (ours)
+def nlvr2_rows(cfg, P=3):
+    ids, feats, boxes, size = batch(cfg, B=2 * P)
+    ids = ids[0::2]  # (P, T): one statement per pair
+    return ids, feats.view(P, 2, *feats.shape[1:]), boxes.view(P, 2, *boxes.shape[1:]), size
+
+
+def test_nlvr2_adaptation_pairs_two_passes_and_needs_a_pooler():
+    cfg = small(with_pooler=True, visual_scale_text_init=1.0, visual_scale_object_init=1.0)
+    torch.manual_seed(0)
+    m = VLBERTForNLVR2(cfg).eval()
+    ids, feats, boxes, size = nlvr2_rows(cfg)
+
+    def run(i, f, b):
+        return m(*repeat_for_pairs(i, f, b), size).logits["nlvr2"]
+
+    with torch.no_grad():
+        base = run(ids, feats, boxes)
+        ids2, f2, b2 = repeat_for_pairs(ids, feats, boxes)
+        out = m(ids2, f2, b2, size, labels=torch.tensor([0, 1, 1]))
+        pooled = m.encode(ids2, f2, b2, size)["pooled"]  # (6, D)
+        manual = m.final_mlp(torch.cat([pooled[0::2], pooled[1::2]], 1))
+        assert base.shape == (3, 2) and torch.allclose(out.logits["nlvr2"], manual, atol=1e-6)
+        assert torch.isfinite(out.losses["nlvr2"])
+        perm = torch.tensor([2, 0, 1])
+        assert (run(ids[perm], feats[perm], boxes[perm]) - base[perm]).abs().max() < 1e-5
+        changed = feats.clone()
+        changed[1, 1] += 1.0  # pair 1's right image
+        after = run(ids, changed, boxes)
+        assert (after[[0, 2]] - base[[0, 2]]).abs().max() < 1e-6 and (after[1] - base[1]).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="2 x num_pairs"):
+        m(ids2[:5], f2[:5], b2[:5], size)
+    with pytest.raises(ValueError, match="two different statements"):
+        m(ids.repeat(2, 1), f2, b2, size)
+    with pytest.raises(ValueError, match="with_pooler=True"):
+        VLBERTForNLVR2(small())

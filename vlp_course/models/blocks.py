@@ -63,6 +63,10 @@ __all__ = [
     "init_bert_weights",
     "load_bert_weights",
     "ACTIVATIONS",
+    "repeat_for_pairs",
+    "check_pair_rows",
+    "check_pair_labels",
+    "pair_logits",
 ]
 
 
@@ -276,6 +280,7 @@ TASKS = {
     "feat": "LXMERT's RoI-feature regression",
     "qa": "LXMERT's image question answering during pretraining",
     "vqa": "visual question answering (fine-tuned answer head)",
+    "nlvr2": "visual reasoning (NLVR2): is the statement true of the pair of images, class 1 = true",
 }
 
 
@@ -876,3 +881,81 @@ def load_bert_weights(
                          f"unexpected keys {unexpected[:20]}{' …' if len(unexpected) > 20 else ''}")
     module.load_state_dict({k: v for k, v in mapped.items() if k in own}, strict=False)
     return missing, unexpected
+
+
+# --------------------------------------------------------------------------------------------------
+# NLVR2 pairs for the two-pass models (ViLBERT, LXMERT): one encoded row per image
+# --------------------------------------------------------------------------------------------------
+def repeat_for_pairs(input_ids: Tensor, features: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """An NLVR2 batch (P statements, two images each) -> one row per image, statement repeated:
+    rows ``s0, s0, s1, s1, ...`` against images ``img0_left, img0_right, img1_left, ...``, as
+    LXMERT's ``src/tasks/nlvr2_model.py`` (``sum(zip(sent, sent), ())``) and vilbert-multi-task's
+    ``task_utils.py`` (``repeat`` for ``NLVR2``) lay them out.
+
+    Args:
+        input_ids: (P, T). features: (P, 2, N, F). boxes: (P, 2, N, k) (k = 4 for LXMERT's xyxy,
+            5 for ViLBERT's location).
+
+    Returns:
+        ``(input_ids (2P, T), features (2P, N, F), boxes (2P, N, k))``.
+
+    Raises:
+        ValueError: if ``features`` or ``boxes`` is not (P, 2, N, ·) with ``input_ids``' P.
+    """
+    if not isinstance(input_ids, Tensor) or input_ids.ndim != 2:
+        raise ValueError(f"input_ids must be (P, T), one statement per pair, got {describe_shape(input_ids)}")
+    P = input_ids.shape[0]
+    for name, x in (("features", features), ("boxes", boxes)):
+        if not isinstance(x, Tensor) or x.ndim != 4 or tuple(x.shape[:2]) != (P, 2):
+            raise ValueError(f"{name} must be (P, 2, N, ·) with P = {P} pairs (left and right image), got {describe_shape(x)}")
+    if features.shape[2] != boxes.shape[2]:
+        raise ValueError(f"features and boxes must have the same N regions, got {describe_shape(features)} and {describe_shape(boxes)}")
+    ids = input_ids.repeat_interleave(2, dim=0)  # (2P, T): s0, s0, s1, s1, ...
+    return ids, features.flatten(0, 1), boxes.flatten(0, 1)  # (2P, N, F), (2P, N, k)
+
+
+def check_pair_labels(labels: Tensor | None, num_pairs: int) -> None:
+    """NLVR2 labels: None, or (P,) integers 0/1 (1 = the statement is true of the pair).
+
+    Raises:
+        ValueError: naming the expected shape (P,) and values.
+    """
+    check_labels(labels, (num_pairs,), "NLVR2 labels")
+    if labels is not None and not bool(((labels == 0) | (labels == 1)).all()):
+        raise ValueError(f"NLVR2 labels must be 0 (false) or 1 (true), got values {sorted(set(labels.tolist()))[:5]}")
+
+
+def check_pair_rows(input_ids: Tensor, num_pairs: int | None = None) -> int:
+    """Check the two-pass NLVR2 layout: an even number of rows, rows 2p and 2p+1 the same statement
+    (:func:`repeat_for_pairs`). Returns P.
+
+    Raises:
+        ValueError: on an odd row count (or one that is not ``2 * num_pairs``), or a pair whose two rows
+            carry different statements (e.g. statements tiled ``s0, s1, s0, s1`` instead of repeated:
+            every pair would then mix two statements, and nothing else would fail).
+    """
+    if not isinstance(input_ids, Tensor) or input_ids.ndim != 2 or input_ids.shape[0] % 2 or input_ids.shape[0] == 0:
+        raise ValueError(f"NLVR2 needs 2 x num_pairs rows, one per image (see repeat_for_pairs): input_ids must be "
+                         f"(2P, T), got {describe_shape(input_ids)}")
+    P = input_ids.shape[0] // 2
+    if num_pairs is not None and int(num_pairs) != P:
+        raise ValueError(f"NLVR2 needs 2 x num_pairs = {2 * int(num_pairs)} rows, got input_ids of shape {describe_shape(input_ids)}")
+    differ = (input_ids[0::2] != input_ids[1::2]).any(-1).nonzero().flatten()  # (·,) pairs whose rows differ
+    if len(differ):
+        raise ValueError(f"rows 2p and 2p+1 must hold pair p's one statement (s0, s0, s1, s1, ...); pairs "
+                         f"{differ[:5].tolist()} have two different statements")
+    return P
+
+
+def pair_logits(head: nn.Module, pooled: Tensor, num_pairs: int) -> Tensor:
+    """The two-pass NLVR2 classifier: rows 2p and 2p+1 are pair p's two images; their pooled vectors
+    are concatenated, (2P, D) -> (P, 2D), and ``head`` classifies the pair.
+
+    Raises:
+        ValueError: unless ``pooled`` has exactly 2 x ``num_pairs`` rows. (vilbert-multi-task silently
+            returned the pretraining alignment logits when the row count was odd.)
+    """
+    if not isinstance(pooled, Tensor) or pooled.ndim != 2 or pooled.shape[0] != 2 * int(num_pairs) or num_pairs < 1:
+        raise ValueError(f"the NLVR2 pair head needs 2 x num_pairs = {2 * int(num_pairs)} encoded rows (two images per "
+                         f"pair, each encoded with the pair's statement), got pooled of shape {describe_shape(pooled)}")
+    return head(pooled.reshape(int(num_pairs), 2 * pooled.shape[1]))  # (P, 2D) -> (P, 2)

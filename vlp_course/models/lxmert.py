@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vlp_course.boxes import validate_xyxy
@@ -49,11 +50,14 @@ from vlp_course.models.blocks import (
     VLOutput,
     check_config,
     check_keep_mask,
+    check_pair_labels,
+    check_pair_rows,
     check_region_features,
     check_labels,
     check_text_inputs,
     describe_shape,
     init_bert_weights,
+    pair_logits,
 )
 from vlp_course.pretraining.losses import (
     LXMERT_VISUAL_LOSS_NORMALIZER,
@@ -79,6 +83,7 @@ __all__ = [
     "AnswerHead",
     "LxmertForPreTraining",
     "LxmertForQuestionAnswering",
+    "LxmertForNLVR2",
 ]
 
 
@@ -651,3 +656,48 @@ class LxmertForQuestionAnswering(nn.Module):
         logits = self.answer_head(out.pooled_output)  # (B, A)
         losses = {"vqa": vqa_bce_loss(logits, soft_scores)} if soft_scores is not None else {}
         return VLOutput(VLOutput.total(losses), losses, {"vqa": logits}, out)
+
+
+class LxmertForNLVR2(nn.Module):
+    """LXMERT for NLVR2 (Tan and Bansal 2019, section 5; airsplay ``src/tasks/nlvr2_model.py``
+    ``NLVR2Model``): each of a pair's two images is encoded with the pair's statement (rows
+    ``s0, s0, s1, s1, ...``, :func:`~vlp_course.models.blocks.repeat_for_pairs`); the two pooled
+    vectors are concatenated, (2P, D) -> (P, 2D), and ``logit_fc`` = Linear(2D, 2D) -> GELU ->
+    LayerNorm -> Linear(2D, 2) classifies the pair. Cross-entropy on the 0/1 label (``nlvr2.py``).
+    """
+
+    def __init__(self, config: LxmertConfig):
+        super().__init__()
+        self.config = config
+        self.lxmert = LxmertModel(config)
+        D = config.hidden_size
+        self.logit_fc = nn.Sequential(nn.Linear(2 * D, 2 * D), nn.GELU(), nn.LayerNorm(2 * D, eps=1e-12), nn.Linear(2 * D, 2))
+        self.logit_fc.apply(lambda m: init_bert_weights(m, config.initializer_range))
+
+    def forward(self, input_ids: Tensor, visual_feats: Tensor, boxes: Tensor, attention_mask: Tensor | None = None,
+                visual_attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None, *,
+                labels: Tensor | None = None, output_attentions: bool = False) -> VLOutput:
+        """Is each pair's statement true of its two images?
+
+        Args:
+            input_ids: (2P, T), pair p's statement in rows 2p and 2p+1.
+            visual_feats, boxes: (2P, N, F), (2P, N, 4): pair p's left image in row 2p, right in 2p+1.
+            attention_mask … token_type_ids: as in :meth:`LxmertModel.forward`, one row per image.
+            labels: (P,) 0/1, 1 = the statement is true of the pair.
+
+        Returns:
+            :class:`~vlp_course.models.blocks.VLOutput` with ``logits["nlvr2"]`` (P, 2), and
+            ``losses["nlvr2"]`` (cross-entropy, batch mean) when ``labels`` are given.
+
+        Raises:
+            ValueError: an odd row count, a pair whose two rows hold different statements, labels not
+                (P,) 0/1, or the checks of :meth:`LxmertModel.forward`; all before any compute.
+        """
+        P = check_pair_rows(input_ids)
+        check_pair_labels(labels, P)
+        self.lxmert.check_inputs(input_ids, visual_feats, boxes, attention_mask, visual_attention_mask, token_type_ids)
+        out = self.lxmert.encode(input_ids, visual_feats, boxes, attention_mask, visual_attention_mask, token_type_ids,
+                                 output_attentions=output_attentions)
+        logits = pair_logits(self.logit_fc, out.pooled_output, P)  # (2P, D) -> (P, 2D) -> (P, 2)
+        losses = {"nlvr2": F.cross_entropy(logits, labels)} if labels is not None else {}
+        return VLOutput(VLOutput.total(losses), losses, {"nlvr2": logits}, out)

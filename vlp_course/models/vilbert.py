@@ -61,6 +61,10 @@ from torch import Tensor, nn
 
 from vlp_course.boxes import validate_xyxy, vilbert_location
 from vlp_course.models.blocks import (
+    check_pair_labels,
+    check_pair_rows,
+    pair_logits,
+    repeat_for_pairs,
     Intermediate,
     LMPredictionHead,
     Output,
@@ -664,20 +668,6 @@ class SimpleClassifier(nn.Module):
         return self.logit_fc(x)
 
 
-def pair_logits(head: nn.Module, pooled: Tensor, num_pairs: int) -> Tensor:
-    """NLVR2's pair head: rows 2p and 2p+1 are the two images of pair p (same sentence); their fused
-    pooled vectors are concatenated (P, 2 Db) and classified.
-
-    Raises:
-        ValueError: unless ``pooled`` has exactly 2 x ``num_pairs`` rows. (The original silently
-            returned the pretraining alignment logits when the row count was odd.)
-    """
-    if not isinstance(pooled, Tensor) or pooled.ndim != 2 or pooled.shape[0] != 2 * int(num_pairs) or num_pairs < 1:
-        raise ValueError(f"the NLVR2 pair head needs 2 x num_pairs = {2 * int(num_pairs)} encoded rows (two images per "
-                         f"pair, each encoded with the pair's sentence), got pooled of shape {describe_shape(pooled)}")
-    return head(pooled.reshape(int(num_pairs), 2 * pooled.shape[1]))  # (P, 2)
-
-
 class ViLBERTForVLTasks(nn.Module):
     """``VILBertForVLTasks``: ``bert``, ``cls`` and the task heads (560 keys with task tokens at 6/6).
 
@@ -740,49 +730,32 @@ class ViLBERTForVLTasks(nn.Module):
         losses = {"vqa": vqa_bce_loss(logits["vqa"], soft_scores)} if soft_scores is not None else {}
         return VLOutput(VLOutput.total(losses), losses, logits, out)
 
-    def nlvr2(self, input_ids: Tensor, visual_feats: Tensor, boxes: Tensor, num_pairs: int, *,
-              labels: Tensor | None = None, **kwargs: Any) -> dict[str, Tensor]:
-        """NLVR2 with each image encoded separately with the same sentence.
+    def nlvr2(self, input_ids: Tensor, visual_feats: Tensor, boxes: Tensor, attention_mask: Tensor | None = None,
+              visual_attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None, *,
+              labels: Tensor | None = None, task_ids: Tensor | None = None) -> VLOutput:
+        """NLVR2 with each image encoded separately with the pair's statement (vilbert-multi-task
+        ``task_utils.py``, ``NLVR2``): the two fused pooled vectors concatenated into ``vil_binary_prediction``.
 
         Args:
-            input_ids: (2P, T), the sentence of pair p in rows 2p and 2p+1 (see :func:`repeat_for_pairs`).
+            input_ids: (2P, T), pair p's statement in rows 2p and 2p+1 (:func:`repeat_for_pairs`).
             visual_feats, boxes: (2P, N, F), (2P, N, 5): left image in row 2p, right in 2p+1.
-            num_pairs: P. labels: (P,) 0/1 (1 = the statement is true).
+            attention_mask … task_ids: as in :meth:`ViLBERTModel.forward`, one row per image.
+            labels: (P,) 0/1, 1 = the statement is true of the pair.
 
         Returns:
-            ``{"logits": (P, 2)}`` (+ ``"loss"``, cross-entropy, with labels).
+            :class:`~vlp_course.models.blocks.VLOutput`: ``logits["nlvr2"]`` (P, 2); with ``labels``
+            ``losses["nlvr2"]``, cross-entropy (batch mean).
 
         Raises:
-            ValueError: if the rows are not exactly 2 x ``num_pairs``.
+            ValueError: an odd row count, a pair whose two rows hold different statements, labels not
+                (P,) 0/1, or the encoder's checks (:meth:`ViLBERTModel.check_inputs`).
         """
-        if not isinstance(input_ids, Tensor) or input_ids.ndim != 2 or input_ids.shape[0] != 2 * int(num_pairs):
-            raise ValueError(f"NLVR2 needs 2 x num_pairs = {2 * int(num_pairs)} rows (two images per pair), got input_ids of shape {describe_shape(input_ids)}")
-        pooled = self.encode(input_ids, visual_feats, boxes, **kwargs)["pooled"]
-        logits = pair_logits(self.vil_binary_prediction, pooled, num_pairs)
-        res = {"logits": logits}
-        if labels is not None:
-            res["loss"] = F.cross_entropy(logits, labels.long())
-        return res
-
-
-def repeat_for_pairs(input_ids: Tensor, features: Tensor, locations: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """NLVR2 batch (P sentences, two images each) -> one row per image, as ``task_utils`` does.
-
-    Args:
-        input_ids: (P, T). features: (P, 2, N, F). locations: (P, 2, N, 5).
-
-    Returns:
-        ``(input_ids (2P, T), features (2P, N, F), locations (2P, N, 5))``.
-
-    Raises:
-        ValueError: on other shapes.
-    """
-    P = input_ids.shape[0]
-    if features.ndim != 4 or features.shape[:2] != (P, 2) or locations.shape[:2] != (P, 2):
-        raise ValueError(f"features must be (P, 2, N, F) and locations (P, 2, N, 5) with P = {P}, "
-                         f"got {describe_shape(features)} and {describe_shape(locations)}")
-    ids = input_ids.repeat_interleave(2, dim=0)  # (2P, T)
-    return ids, features.flatten(0, 1), locations.flatten(0, 1)
+        P = check_pair_rows(input_ids)
+        check_pair_labels(labels, P)
+        out = self.encode(input_ids, visual_feats, boxes, attention_mask, visual_attention_mask, token_type_ids, task_ids)
+        logits = pair_logits(self.vil_binary_prediction, out["pooled"], P)  # (P, 2)
+        losses = {"nlvr2": F.cross_entropy(logits, labels)} if labels is not None else {}
+        return VLOutput(VLOutput.total(losses), losses, {"nlvr2": logits}, out)
 
 
 # --------------------------------------------------------------------------------------------------

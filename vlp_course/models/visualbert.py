@@ -51,6 +51,7 @@ from vlp_course.models.blocks import (
     check_ids,
     check_keep_mask,
     check_labels,
+    check_pair_labels,
     check_region_features,
     check_text_inputs,
     describe_shape,
@@ -66,6 +67,8 @@ __all__ = [
     "VisualBertOutput",
     "VisualBertForPreTraining",
     "VisualBertForQuestionAnswering",
+    "VisualBertForNLVR2",
+    "pair_regions",
     "vqa_kl_loss",
 ]
 
@@ -575,4 +578,103 @@ class VisualBertForQuestionAnswering(nn.Module):
         h = out.last_hidden_state[torch.arange(B, device=input_ids.device), positions]  # (B, D)
         logits = {"vqa": self.cls(self.dropout(h))}  # (B, A)
         losses = {"vqa": vqa_kl_loss(logits["vqa"], soft_scores)} if soft_scores is not None else {}
+        return VLOutput(VLOutput.total(losses), losses, logits, encoder=out)
+
+
+# --------------------------------------------------------------------------------------------------
+# NLVR2: both images in one pass
+# --------------------------------------------------------------------------------------------------
+def pair_regions(features: Tensor, region_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Lay out both images of each pair as one region sequence, as uclanlp's ``nlvr_dataset.py`` does:
+    the left image's regions, then the right's, with visual token types 0 and 1.
+
+    The type of a slot is the image it came from, not its position among the real regions: each
+    image keeps its own N slots (padding included), so an image with fewer boxes than the other
+    never lends a region to it.
+
+    Args:
+        features: (P, 2, N, F) per pair, the left and right image's region features.
+        region_mask: (P, 2, N), 1 = a real region of that image, 0 = padding.
+
+    Returns:
+        ``(visual_feats (P, 2N, F), visual_attention_mask (P, 2N), visual_token_type_ids (P, 2N))``.
+
+    Raises:
+        ValueError: if ``features`` is not (P, 2, N, F), ``region_mask`` not (P, 2, N) 0/1, or an image
+            has no real region.
+    """
+    if not isinstance(features, Tensor) or features.ndim != 4 or features.shape[1] != 2:
+        raise ValueError(f"features must be (P, 2, N, F): per pair the left and right image's regions, got {describe_shape(features)}")
+    P, _, N, _ = features.shape
+    if not isinstance(region_mask, Tensor) or tuple(region_mask.shape) != (P, 2, N):
+        raise ValueError(f"region_mask must be (P, 2, N) = ({P}, 2, {N}), got {describe_shape(region_mask)}")
+    if bool(((region_mask != 0) & (region_mask != 1)).any()):
+        raise ValueError("region_mask must hold 1 (real region) and 0 (padding) only")
+    empty = (region_mask.sum(-1) == 0).nonzero()
+    if len(empty):
+        p, side = empty[0].tolist()
+        raise ValueError(f"pair {p}'s {'left' if side == 0 else 'right'} image has no real region")
+    types = torch.arange(2, device=features.device).view(1, 2, 1).expand(P, 2, N)  # (P, 2, N): 0 left, 1 right
+    return features.flatten(1, 2), region_mask.flatten(1, 2), types.flatten(1, 2)  # (P, 2N, F), (P, 2N), (P, 2N)
+
+
+class VisualBertForNLVR2(nn.Module):
+    """VisualBERT for NLVR2 in one pass (Li et al. 2019, section 4.3; uclanlp ``modeling.py``,
+    ``training_head_type == "nlvr"``): ``[CLS] statement [SEP]`` followed by both images' regions,
+    told apart by their visual token types (:func:`pair_regions`); the pooled [CLS] -> dropout ->
+    ``cls`` = Linear(D, 2); cross-entropy. Keys ``visual_bert.*`` and ``cls.{weight,bias}``, as HF's
+    ``VisualBertForVisualReasoning``. (MMF's port runs two passes and concatenates; this follows the original.)
+    """
+
+    def __init__(self, config: VisualBertConfig):
+        super().__init__()
+        self.config = config
+        self.visual_bert = VisualBertModel(config)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.cls = nn.Linear(config.hidden_size, 2)
+        init_bert_weights(self.cls, config.initializer_range)
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        visual_feats: Tensor,
+        attention_mask: Tensor | None = None,
+        visual_attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        visual_token_type_ids: Tensor | None = None,
+        *,
+        labels: Tensor | None = None,
+        output_attentions: bool = False,
+    ) -> VLOutput:
+        """Is each pair's statement true of its two images?
+
+        Args:
+            input_ids: (P, T), one row per pair. visual_feats: (P, 2N, F + 4), both images' regions
+                (:func:`pair_regions`). visual_token_type_ids: (P, 2N), 0 for the left image's slots and
+                1 for the right's: required, since without it both images would share type 0 and the
+                model could not tell them apart. The rest as in :meth:`VisualBertModel.forward`.
+            labels: (P,) 0/1, 1 = the statement is true of the pair.
+
+        Returns:
+            :class:`VLOutput`: ``logits["nlvr2"]`` (P, 2); with ``labels`` ``losses["nlvr2"]``
+            (cross-entropy, batch mean); ``encoder`` the :class:`VisualBertOutput`.
+
+        Raises:
+            ValueError: no ``visual_token_type_ids``, or one without both types 0 and 1 in a row; labels
+                not (P,) 0/1; the checks of :meth:`VisualBertModel.check_inputs`; all before any compute.
+        """
+        if visual_token_type_ids is None:
+            raise ValueError("NLVR2 in one pass needs visual_token_type_ids (P, 2N): 0 for the left image's regions, "
+                             "1 for the right's (pair_regions builds them); without them both images share type 0")
+        P, _, _ = self.visual_bert.check_inputs(input_ids, visual_feats, attention_mask, visual_attention_mask,
+                                                token_type_ids, visual_token_type_ids)
+        one_image = ~((visual_token_type_ids == 0).any(1) & (visual_token_type_ids == 1).any(1))  # (P,)
+        if bool(one_image.any()):
+            raise ValueError(f"each row needs regions of both images (visual token types 0 and 1); rows "
+                             f"{one_image.nonzero().flatten()[:5].tolist()} have one type only")
+        check_pair_labels(labels, P)
+        out = self.visual_bert(input_ids, visual_feats, attention_mask, visual_attention_mask, token_type_ids,
+                               visual_token_type_ids, output_attentions=output_attentions)
+        logits = {"nlvr2": self.cls(self.dropout(out.pooler_output))}  # (P, 2)
+        losses = {"nlvr2": F.cross_entropy(logits["nlvr2"], labels)} if labels is not None else {}
         return VLOutput(VLOutput.total(losses), losses, logits, encoder=out)

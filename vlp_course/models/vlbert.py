@@ -53,6 +53,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vlp_course.boxes import validate_xyxy
@@ -65,10 +66,13 @@ from vlp_course.models.blocks import (
     VLOutput,
     check_config,
     check_labels,
+    check_pair_labels,
+    check_pair_rows,
     check_region_features,
     check_text_inputs,
     describe_shape,
     init_bert_weights,
+    pair_logits,
 )
 from vlp_course.pretraining.losses import mlm_loss, soft_cross_entropy, vqa_bce_loss
 
@@ -83,6 +87,7 @@ __all__ = [
     "VisualLinguisticBert",
     "VLBERTForPreTraining",
     "VLBERTForQuestionAnswering",
+    "VLBERTForNLVR2",
     "zero_box_pixels",
     "mask_regions_in_pixels",
 ]
@@ -702,6 +707,68 @@ class VLBERTForQuestionAnswering(VLBERTForPreTraining):
         logits = self.final_mlp(enc["text"][rows, pos])  # (B, D) -> (B, A)
         losses = {} if soft_scores is None else {"vqa": vqa_bce_loss(logits, soft_scores)}
         return VLOutput(loss=VLOutput.total(losses), losses=losses, logits={"vqa": logits}, encoder=enc)
+
+
+class VLBERTForNLVR2(VLBERTForPreTraining):
+    """VL-BERT for NLVR2: **our adaptation**. VL-BERT has no NLVR2 head (its repository fine-tunes VQA,
+    VCR and RefCOCO+ only). This follows the "pair" setting that UNITER published for single-stream
+    models (Chen et al. 2020, section 4.1 and its NLVR2 appendix; ChenRocks/UNITER ``model/nlvr2.py``,
+    ``UniterForNlvr2Paired``): each image is encoded with the pair's statement in its own pass (rows
+    ``s0, s0, s1, s1, ...``), the two pooled [CLS] vectors are concatenated, (2P, D) -> (P, 2D), and
+    ``final_mlp`` = Linear(2D, 2D) -> GELU -> LayerNorm -> Linear(2D, 2) classifies the pair; cross-entropy.
+
+    It needs ``config.with_pooler`` (True in VL-BERT's downstream configs; pretraining trains none, so
+    the pooler starts fresh).
+    """
+
+    def __init__(self, config: VLBERTConfig):
+        if not config.with_pooler:
+            raise ValueError("VLBERTForNLVR2 reads the pooled [CLS]: build it with VLBERTConfig(with_pooler=True), "
+                             "as VL-BERT's downstream configs do")
+        super().__init__(config)
+        D = config.hidden_size
+        self.final_mlp = nn.Sequential(nn.Linear(2 * D, 2 * D), nn.GELU(), nn.LayerNorm(2 * D, eps=config.layer_norm_eps),
+                                       nn.Linear(2 * D, 2))
+        self.final_mlp.apply(lambda m: init_bert_weights(m, config.initializer_range))
+
+    def forward(  # type: ignore[override]
+        self,
+        input_ids: Tensor,
+        visual_feats: Tensor,
+        boxes: Tensor,
+        image_size: Any,
+        *,
+        attention_mask: Tensor | None = None,
+        visual_attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        labels: Tensor | None = None,
+        output_attentions: bool = False,
+    ) -> VLOutput:
+        """Is each pair's statement true of its two images?
+
+        Args:
+            input_ids: (2P, T), pair p's statement in rows 2p and 2p+1
+                (:func:`~vlp_course.models.blocks.repeat_for_pairs`).
+            visual_feats, boxes: (2P, N, F), (2P, N, 4) pixel xyxy, box 0 the whole image: pair p's left
+                image in row 2p, right in 2p+1. image_size, attention_mask … token_type_ids: as
+                :meth:`VLBERTForPreTraining.forward`.
+            labels: (P,) 0/1, 1 = the statement is true of the pair.
+
+        Returns:
+            :class:`VLOutput` with ``logits["nlvr2"]`` (P, 2) (+ ``losses["nlvr2"]``, cross-entropy, with ``labels``).
+
+        Raises:
+            ValueError: an odd row count, a pair whose two rows hold different statements, labels not
+                (P,) 0/1, or :meth:`check_inputs`'s errors; all before any compute.
+        """
+        P = check_pair_rows(input_ids)
+        check_pair_labels(labels, P)
+        self.check_inputs(input_ids, visual_feats, boxes, image_size, attention_mask, visual_attention_mask, token_type_ids)
+        enc = self.encode(input_ids, visual_feats, boxes, image_size, attention_mask, visual_attention_mask,
+                          token_type_ids, output_attentions=output_attentions)
+        logits = pair_logits(self.final_mlp, enc["pooled"], P)  # (2P, D) -> (P, 2D) -> (P, 2)
+        losses = {} if labels is None else {"nlvr2": F.cross_entropy(logits, labels)}
+        return VLOutput(loss=VLOutput.total(losses), losses=losses, logits={"nlvr2": logits}, encoder=enc)
 
 
 # --------------------------------------------------------------------------------------------------
