@@ -527,7 +527,7 @@ def test_nlvr2_adaptation_pairs_two_passes_and_needs_a_pooler():
         ids2, f2, b2 = repeat_for_pairs(ids, feats, boxes)
         out = m(ids2, f2, b2, size, labels=torch.tensor([0, 1, 1]))
         pooled = m.encode(ids2, f2, b2, size)["pooled"]  # (6, D)
-        manual = m.final_mlp(torch.cat([pooled[0::2], pooled[1::2]], 1))
+        manual = m.nlvr2_output(torch.cat([pooled[0::2], pooled[1::2]], 1))  # UniterForNlvr2Paired
         assert base.shape == (3, 2) and torch.allclose(out.logits["nlvr2"], manual, atol=1e-6)
         assert torch.isfinite(out.losses["nlvr2"])
         perm = torch.tensor([2, 0, 1])

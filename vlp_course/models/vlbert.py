@@ -712,10 +712,11 @@ class VLBERTForQuestionAnswering(VLBERTForPreTraining):
 class VLBERTForNLVR2(VLBERTForPreTraining):
     """VL-BERT for NLVR2: **our adaptation**. VL-BERT has no NLVR2 head (its repository fine-tunes VQA,
     VCR and RefCOCO+ only). This follows the "pair" setting that UNITER published for single-stream
-    models (Chen et al. 2020, section 4.1 and its NLVR2 appendix; ChenRocks/UNITER ``model/nlvr2.py``,
+    models (Chen et al. 2020, its NLVR2 experiments; ChenRocks/UNITER ``model/nlvr2.py``,
     ``UniterForNlvr2Paired``): each image is encoded with the pair's statement in its own pass (rows
     ``s0, s0, s1, s1, ...``), the two pooled [CLS] vectors are concatenated, (2P, D) -> (P, 2D), and
-    ``final_mlp`` = Linear(2D, 2D) -> GELU -> LayerNorm -> Linear(2D, 2) classifies the pair; cross-entropy.
+    ``nlvr2_output`` = Linear(2D, 2) classifies the pair; cross-entropy. (UNITER's other setting,
+    "triplet", runs one pass with a new image segment; not built here.)
 
     It needs ``config.with_pooler`` (True in VL-BERT's downstream configs; pretraining trains none, so
     the pooler starts fresh).
@@ -726,10 +727,8 @@ class VLBERTForNLVR2(VLBERTForPreTraining):
             raise ValueError("VLBERTForNLVR2 reads the pooled [CLS]: build it with VLBERTConfig(with_pooler=True), "
                              "as VL-BERT's downstream configs do")
         super().__init__(config)
-        D = config.hidden_size
-        self.final_mlp = nn.Sequential(nn.Linear(2 * D, 2 * D), nn.GELU(), nn.LayerNorm(2 * D, eps=config.layer_norm_eps),
-                                       nn.Linear(2 * D, 2))
-        self.final_mlp.apply(lambda m: init_bert_weights(m, config.initializer_range))
+        self.nlvr2_output = nn.Linear(2 * config.hidden_size, 2)
+        init_bert_weights(self.nlvr2_output, config.initializer_range)
 
     def forward(  # type: ignore[override]
         self,
@@ -766,7 +765,7 @@ class VLBERTForNLVR2(VLBERTForPreTraining):
         self.check_inputs(input_ids, visual_feats, boxes, image_size, attention_mask, visual_attention_mask, token_type_ids)
         enc = self.encode(input_ids, visual_feats, boxes, image_size, attention_mask, visual_attention_mask,
                           token_type_ids, output_attentions=output_attentions)
-        logits = pair_logits(self.final_mlp, enc["pooled"], P)  # (2P, D) -> (P, 2D) -> (P, 2)
+        logits = pair_logits(self.nlvr2_output, enc["pooled"], P)  # (2P, D) -> (P, 2D) -> (P, 2)
         losses = {} if labels is None else {"nlvr2": F.cross_entropy(logits, labels)}
         return VLOutput(loss=VLOutput.total(losses), losses=losses, logits={"nlvr2": logits}, encoder=enc)
 
