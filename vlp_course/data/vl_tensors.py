@@ -34,13 +34,15 @@ import torch
 from torch import Tensor
 
 from vlp_course.data.dataset import VLScenes, load_vl_scenes
+from vlp_course.data.nlvr2 import NLVR2Example, make_nlvr2
 from vlp_course.data.scenes import COLORS, SHAPES, SIZES
 from vlp_course.data.vqa import AnswerVocab, vqa_accuracy
 from vlp_course.pretraining.losses import IGNORE_INDEX
 from vlp_course.pretraining.matching import sample_matching
 from vlp_course.text.vocab import CLS, MASK, PAD, SEP, UNK, Vocabulary, tokenize
 
-__all__ = ["FEATURE_WIDTH", "FEATURES", "SceneTensors", "build_scene_tensors", "detector_regions", "oracle_regions"]
+__all__ = ["FEATURE_WIDTH", "FEATURES", "SceneTensors", "build_scene_tensors", "detector_regions", "oracle_regions",
+           "PairTensors", "build_pair_tensors"]
 
 #: F of the oracle features: one-hot shape (6) + colour (7) + size (2). (The detector's is its ``dim``, 128.)
 FEATURE_WIDTH = len(SHAPES) + len(COLORS) + len(SIZES)
@@ -489,3 +491,86 @@ def build_scene_tensors(n_images: int = 2000, seed: int = 0, *, n_test: int = 30
         q_ids=q_ids, q_mask=q_mask, q_image=torch.tensor([q.image_id for q in ds.questions]), q_target=q_target,
         vqa_mask_token=vqa_mask_token, ids=ids, features=features,
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# NLVR2-style pairs of the scenes
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class PairTensors:
+    """Visual-reasoning pairs over the images of a :class:`SceneTensors`: a statement about two images
+    and whether it holds (:mod:`vlp_course.data.nlvr2`).
+
+    Training pairs join two training images, held-out pairs two held-out images, so no held-out image
+    is ever seen in training. The statements use words the captions and questions never do ("twice",
+    "neither", "than" ...): ``vocab`` is the scenes' vocabulary with those words appended at the end,
+    so every id of the scenes' vocabulary (and of a checkpoint trained on it) keeps its meaning and a
+    model only needs new embedding rows for ``new_words``. Words met only in held-out statements map to [UNK].
+
+    Shapes: P pairs, T statement tokens (``[CLS] statement [SEP]``).
+    """
+
+    vocab: Vocabulary
+    new_words: list[str]
+    examples: list[NLVR2Example]
+    input_ids: Tensor  # (P, T)
+    attention_mask: Tensor  # (P, T)
+    left: Tensor  # (P,) image index of the left image
+    right: Tensor  # (P,) image index of the right image
+    labels: Tensor  # (P,) 1 = the statement holds
+    n_train: int  # pairs 0 .. n_train - 1 are training pairs, the rest held out
+
+    def rows(self, split: str) -> Tensor:
+        """Indices of the ``"train"`` or ``"test"`` pairs.
+
+        Raises:
+            ValueError: for another split.
+        """
+        if split not in ("train", "test"):
+            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        P = len(self.labels)
+        return torch.arange(self.n_train) if split == "train" else torch.arange(self.n_train, P)
+
+    def take(self, rows: Tensor) -> dict[str, Tensor]:
+        """The pairs ``rows`` as a batch: ``input_ids``/``attention_mask`` (B, T), ``left``, ``right``, ``labels`` (B,)."""
+        ids, mask = _trim(self.input_ids[rows], self.attention_mask[rows])
+        return {"input_ids": ids, "attention_mask": mask, "left": self.left[rows], "right": self.right[rows],
+                "labels": self.labels[rows]}
+
+    def batch(self, step: int, batch_size: int, *, seed: int = 0, rows: Tensor | None = None) -> dict[str, Tensor]:
+        """A training batch of pairs drawn with replacement, the same for the same (step, seed); ``rows``: the
+        pairs to draw from (default all training pairs)."""
+        gen = torch.Generator().manual_seed(3_000_017 * seed + step + 11)
+        pool = self.rows("train") if rows is None else rows
+        return self.take(pool[torch.randint(len(pool), (batch_size,), generator=gen)])
+
+    def majority_accuracy(self, split: str = "test") -> float:
+        """Accuracy of always answering the training pairs' more frequent label."""
+        top = int(self.labels[self.rows("train")].float().mean() >= 0.5)
+        return float((self.labels[self.rows(split)] == top).float().mean())
+
+
+def build_pair_tensors(st: SceneTensors, n_train_pairs: int = 2000, n_test_pairs: int = 600, seed: int = 0) -> PairTensors:
+    """Pairs for visual reasoning over ``st``'s images (:func:`vlp_course.data.nlvr2.make_nlvr2`: balanced
+    True/False, statements from templates whose truth comes from the scenes' objects).
+
+    Raises:
+        ValueError: if either count is below 1, or a split has fewer than 2 images.
+    """
+    if n_train_pairs < 1 or n_test_pairs < 1:
+        raise ValueError(f"n_train_pairs and n_test_pairs must be >= 1, got {n_train_pairs}, {n_test_pairs}")
+    scenes = st.ds.scenes
+    if st.n_train < 2 or len(scenes) - st.n_train < 2:
+        raise ValueError(f"pairs need at least 2 training and 2 held-out images, got {st.n_train} and {len(scenes) - st.n_train}")
+    rng = np.random.default_rng(seed)
+    train = make_nlvr2([scenes[i] for i in range(st.n_train)], n_train_pairs, rng, split="train")
+    test = make_nlvr2([scenes[i] for i in range(st.n_train, len(scenes))], n_test_pairs, rng, split="test")
+    seen = sorted({w for e in train for w in tokenize(e.sentence)} - set(st.vocab.itos))
+    specials = list(st.vocab.specials)
+    vocab = Vocabulary(st.vocab.itos[len(specials):] + seen, specials=specials)
+    rows = [[st.ids[CLS]] + vocab.encode(tokenize(e.sentence)) + [st.ids[SEP]] for e in train + test]
+    ids, mask = _pad(rows, max(map(len, rows)), st.ids[PAD])
+    examples = train + test
+    return PairTensors(vocab=vocab, new_words=seen, examples=examples, input_ids=ids, attention_mask=mask,
+                       left=torch.tensor([e.left_id for e in examples]), right=torch.tensor([e.right_id for e in examples]),
+                       labels=torch.tensor([int(e.label) for e in examples]), n_train=len(train))

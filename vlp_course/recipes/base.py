@@ -14,7 +14,7 @@ Shapes: B batch, T text tokens, N regions, F feature width, A answers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -177,3 +177,25 @@ class SceneAdapter:
     def vqa_step(self, model: nn.Module, batch: dict, zero_image: bool = False) -> VLOutput:
         """``logits["vqa"]`` (B, A), plus ``losses["vqa"]`` when the batch has ``soft_scores``."""
         raise NotImplementedError
+
+    # ---- visual reasoning (NLVR2 pairs, :class:`~vlp_course.data.vl_tensors.PairTensors`) -------------
+    def nlvr2_config(self, vocab_size: int):
+        """The model's config with the pairs' vocabulary size (the scenes' plus the statements' new words)."""
+        return replace(self.config(), vocab_size=int(vocab_size))
+
+    def nlvr2_model(self, vocab_size: int) -> nn.Module:
+        raise NotImplementedError
+
+    def nlvr2_step(self, model: nn.Module, batch: dict, zero_image: bool = False) -> VLOutput:
+        """``logits["nlvr2"]`` (P, 2), plus ``losses["nlvr2"]`` when the batch has ``labels``, for a batch of
+        :meth:`PairTensors.batch <vlp_course.data.vl_tensors.PairTensors.batch>`; ``zero_image`` removes both
+        images as :meth:`images` does (the statement-only baseline)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def pair_rows(batch: dict) -> dict:
+        """A pair batch as one row per image for the two-pass models: statements repeated ``s0, s0, s1, s1``,
+        images ``left0, right0, left1, right1`` (:func:`~vlp_course.models.blocks.repeat_for_pairs`'s order)."""
+        return {"input_ids": batch["input_ids"].repeat_interleave(2, 0),  # (2P, T)
+                "attention_mask": batch["attention_mask"].repeat_interleave(2, 0),  # (2P, T)
+                "image": torch.stack([batch["left"], batch["right"]], 1).flatten()}  # (2P,)

@@ -34,7 +34,7 @@ from torch import Tensor
 
 from vlp_course.data.scenes import COLORS, SHAPES
 from vlp_course.models.blocks import VLOutput
-from vlp_course.models.lxmert import LxmertConfig, LxmertForPreTraining, LxmertForQuestionAnswering
+from vlp_course.models.lxmert import LxmertConfig, LxmertForNLVR2, LxmertForPreTraining, LxmertForQuestionAnswering
 from vlp_course.pretraining.losses import IGNORE_INDEX
 from vlp_course.pretraining.regions import mask_regions
 from vlp_course.recipes.base import SceneAdapter
@@ -148,3 +148,12 @@ class LxmertAdapter(SceneAdapter):
         feats, boxes, region_mask = self.boxes(batch, zero_image)
         return model(batch["input_ids"], feats, boxes, batch["attention_mask"], region_mask,
                      soft_scores=batch.get("soft_scores"))
+
+    def nlvr2_model(self, vocab_size: int) -> LxmertForNLVR2:
+        return LxmertForNLVR2(self.nlvr2_config(vocab_size))
+
+    def nlvr2_step(self, model: LxmertForNLVR2, batch: dict, zero_image: bool = False) -> VLOutput:
+        """Two passes, one per image, the statement repeated (``nlvr2_model.py``)."""
+        rows = self.pair_rows(batch)
+        feats, boxes, region_mask = self.boxes(rows, zero_image)  # (2P, N, F), (2P, N, 4), (2P, N)
+        return model(rows["input_ids"], feats, boxes, rows["attention_mask"], region_mask, labels=batch.get("labels"))

@@ -18,7 +18,8 @@ from vlp_course.training import History, TrainConfig, train
 
 __all__ = ["transfer_pretrained", "step_scalars", "pretrain", "finetune_vqa", "evaluate_pretraining", "evaluate_vqa",
            "vqa_predictions", "accuracy_by_answer_type", "answer_types", "vqa_against_question_only", "finetune_from",
-           "pretrained_against_scratch", "colour_word_grounding"]
+           "pretrained_against_scratch", "colour_word_grounding", "finetune_nlvr2", "nlvr2_predictions",
+           "evaluate_nlvr2", "nlvr2_against_statement_only"]
 
 
 def transfer_pretrained(qa_model: nn.Module, pretrained: nn.Module) -> dict[str, list[str]]:
@@ -27,9 +28,14 @@ def transfer_pretrained(qa_model: nn.Module, pretrained: nn.Module) -> dict[str,
     mappings in ``pretrained_prefix_changes`` (``(pretrained prefix, prefix in the VQA model)`` pairs;
     VL-BERT's answer transform starts from its MLM transform).
 
+    A task whose vocabulary is the pretrained one with words appended (the NLVR2 statements',
+    :class:`~vlp_course.data.vl_tensors.PairTensors`) gets the pretrained rows of every
+    vocabulary-indexed tensor; the appended words' rows keep their initialisation.
+
     Returns:
-        ``{"loaded": [...], "new": [...], "dropped": [...]}``: the VQA model's keys that were copied and
-        those that keep their initialisation, and the pretrained keys that were not used.
+        ``{"loaded": [...], "new": [...], "dropped": [...], "grown": [...]}``: the task model's keys that were
+        copied and those that keep their initialisation, the pretrained keys that were not used, and the
+        copied keys that have more vocabulary rows here.
 
     Raises:
         ValueError: if a key copied has a different shape in the two models.
@@ -38,12 +44,89 @@ def transfer_pretrained(qa_model: nn.Module, pretrained: nn.Module) -> dict[str,
     source: dict[str, str] = {k: k for k in own if k in src}  # key here -> pretrained key
     for old, new in getattr(qa_model, "pretrained_prefix_changes", ()):
         source.update({k: old + k[len(new):] for k in own if k.startswith(new) and old + k[len(new):] in src})
-    bad = [k for k, s in source.items() if own[k].shape != src[s].shape]
+    grown = _grown_vocabulary_rows(qa_model, pretrained, own, src, source)
+    bad = [k for k, s in source.items() if own[k].shape != src[s].shape and k not in grown]
     if bad:
-        raise ValueError(f"shapes differ between the pretrained and the VQA model for {bad[:5]}")
-    qa_model.load_state_dict({k: src[s] for k, s in source.items()}, strict=False)
+        raise ValueError(f"shapes differ between the pretrained and the task model for {bad[:5]}")
+    state = {k: src[s] for k, s in source.items() if k not in grown}
+    for k in grown:  # the pretrained rows first; the appended words keep their fresh initialisation
+        state[k] = own[k].clone()
+        state[k][:src[source[k]].shape[0]] = src[source[k]]
+    qa_model.load_state_dict(state, strict=False)
     used = set(source.values())
-    return {"loaded": list(source), "new": [k for k in own if k not in source], "dropped": [k for k in src if k not in used]}
+    return {"loaded": list(source), "new": [k for k in own if k not in source], "dropped": [k for k in src if k not in used],
+            "grown": grown}
+
+
+def _grown_vocabulary_rows(model: nn.Module, pretrained: nn.Module, own: dict, src: dict, source: dict) -> list[str]:
+    """Keys whose tensors are indexed by the vocabulary and have more rows here, because the task's
+    vocabulary is the pretrained one with words appended at the end (e.g. :class:`PairTensors`'s)."""
+    V, V0 = getattr(getattr(model, "config", None), "vocab_size", None), getattr(getattr(pretrained, "config", None), "vocab_size", None)
+    if V is None or V0 is None or V <= V0:
+        return []
+    return [k for k, s in source.items()
+            if own[k].shape != src[s].shape and own[k].shape[0] == V and src[s].shape[0] == V0
+            and own[k].shape[1:] == src[s].shape[1:]]
+
+
+def finetune_nlvr2(model: nn.Module, adapter: SceneAdapter, pairs, steps: int, *, zero_image: bool = False,
+                   batch: int = 64, lr: float = 1e-3, warmup: int = 50, seed: int = 0, progress: bool = False,
+                   device=None) -> History:
+    """Fine-tune for visual reasoning on ``pairs``' training pairs
+    (:class:`~vlp_course.data.vl_tensors.PairTensors`; cross-entropy on true/false), ``steps`` of ``batch`` pairs.
+    ``zero_image=True`` trains the statement-only baseline: the same model with both images removed."""
+    def step(m, b):
+        out = adapter.nlvr2_step(m, b, zero_image)
+        return {"loss": out.loss, "acc": (out.logits["nlvr2"].argmax(-1) == b["labels"]).float().mean()}
+
+    return train(model, lambda s: pairs.batch(s, batch, seed=seed), step,
+                 TrainConfig(steps=steps, lr=lr, warmup_steps=warmup, seed=seed, progress=progress), device=device)
+
+
+@torch.no_grad()
+def nlvr2_predictions(model: nn.Module, adapter: SceneAdapter, pairs, *, zero_image: bool = False, split: str = "test",
+                      batch_size: int = 256) -> Tensor:
+    """(P,) the predicted label (1 = true) of every pair of ``split``."""
+    model.eval()
+    dev = next(model.parameters()).device
+    rows = pairs.rows(split)
+    out = [adapter.nlvr2_step(model, {k: v.to(dev) for k, v in pairs.take(rows[s:s + batch_size]).items()
+                                      if k != "labels"}, zero_image).logits["nlvr2"].argmax(-1).cpu()
+           for s in range(0, len(rows), batch_size)]
+    return torch.cat(out)
+
+
+def evaluate_nlvr2(model: nn.Module, adapter: SceneAdapter, pairs, *, zero_image: bool = False, split: str = "test") -> float:
+    """Accuracy (in [0, 1]) of the predicted true/false on ``split``'s pairs."""
+    pred = nlvr2_predictions(model, adapter, pairs, zero_image=zero_image, split=split)
+    return float((pred == pairs.labels[pairs.rows(split)]).float().mean())
+
+
+def nlvr2_against_statement_only(pretrained: nn.Module | None, adapter: SceneAdapter, pairs, steps: int, *,
+                                 batch: int = 64, lr: float = 1e-3, warmup: int = 50, seed: int = 0, device=None
+                                 ) -> tuple[dict[str, float], dict[str, float], nn.Module]:
+    """Fine-tune two visual-reasoning models for the same budget from the same start (``pretrained``, or
+    scratch with None), one with both images removed (the statement-only baseline), and score both on the
+    held-out pairs.
+
+    Returns:
+        ``(accuracies, seconds, model)``: ``{"statement only": acc, "with the images": acc, "majority label": acc}``,
+        each fine-tune's wall-clock seconds, and the model that sees the images.
+    """
+    results: dict[str, float] = {}
+    seconds: dict[str, float] = {}
+    for label, zero_image in (("statement only", True), ("with the images", False)):
+        torch.manual_seed(seed)
+        model = adapter.nlvr2_model(len(pairs.vocab))
+        if pretrained is not None:
+            transfer_pretrained(model, pretrained)
+        t = time.perf_counter()
+        finetune_nlvr2(model, adapter, pairs, steps, zero_image=zero_image, batch=batch, lr=lr, warmup=warmup,
+                       seed=seed, device=device)
+        seconds[label] = time.perf_counter() - t
+        results[label] = evaluate_nlvr2(model, adapter, pairs, zero_image=zero_image)
+    results["majority label"] = pairs.majority_accuracy()
+    return results, seconds, model
 
 
 def step_scalars(out, batch: dict | None = None) -> dict[str, Tensor]:

@@ -91,3 +91,13 @@ class ViLBERTAdapter(SceneAdapter):
         regions = self.regions(*self.images(batch, zero_image))
         return model(batch["input_ids"], regions["features"], regions["locations"], attention_mask=batch["attention_mask"],
                      visual_attention_mask=regions["image_attention_mask"], soft_scores=batch.get("soft_scores"))
+
+    def nlvr2_model(self, vocab_size: int) -> ViLBERTForVLTasks:
+        return ViLBERTForVLTasks(self.nlvr2_config(vocab_size))
+
+    def nlvr2_step(self, model: ViLBERTForVLTasks, batch: dict, zero_image: bool = False) -> VLOutput:
+        """Two passes, one per image, the statement repeated (``task_utils.py``); ``vil_binary_prediction``."""
+        rows = self.pair_rows(batch)
+        regions = self.regions(*self.images(rows, zero_image))  # (2P, N+1, ·)
+        return model.nlvr2(rows["input_ids"], regions["features"], regions["locations"], rows["attention_mask"],
+                           regions["image_attention_mask"], labels=batch.get("labels"))

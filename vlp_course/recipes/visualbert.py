@@ -15,7 +15,8 @@ import torch
 from torch import Tensor
 
 from vlp_course.models.blocks import VLOutput
-from vlp_course.models.visualbert import VisualBertConfig, VisualBertForPreTraining, VisualBertForQuestionAnswering
+from vlp_course.models.visualbert import (VisualBertConfig, VisualBertForNLVR2, VisualBertForPreTraining,
+                                         VisualBertForQuestionAnswering, pair_regions)
 from vlp_course.recipes.base import SceneAdapter
 from vlp_course.text.vocab import MASK
 
@@ -62,3 +63,15 @@ class VisualBertAdapter(SceneAdapter):
         visual_feats, visual_attention_mask = self.regions(batch, zero_image)
         return model(batch["input_ids"], visual_feats, attention_mask=batch["attention_mask"],
                      visual_attention_mask=visual_attention_mask, soft_scores=batch.get("soft_scores"))
+
+    def nlvr2_model(self, vocab_size: int) -> VisualBertForNLVR2:
+        return VisualBertForNLVR2(self.nlvr2_config(vocab_size))
+
+    def nlvr2_step(self, model: VisualBertForNLVR2, batch: dict, zero_image: bool = False) -> VLOutput:
+        """One pass: the left image's regions (type 0) then the right's (type 1) after the statement."""
+        left = self.regions({"image": batch["left"]}, zero_image)  # (P, N, F + 4), (P, N)
+        right = self.regions({"image": batch["right"]}, zero_image)
+        visual_feats, visual_attention_mask, visual_types = pair_regions(
+            torch.stack([left[0], right[0]], 1), torch.stack([left[1], right[1]], 1))  # (P, 2N, F + 4), (P, 2N) x 2
+        return model(batch["input_ids"], visual_feats, batch["attention_mask"], visual_attention_mask,
+                     visual_token_type_ids=visual_types, labels=batch.get("labels"))

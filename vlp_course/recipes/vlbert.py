@@ -52,12 +52,14 @@ VQA reads the ``[MASK]`` of ``[CLS] question ? [SEP] [MASK] [SEP]`` (answer slot
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import Tensor
 
 from vlp_course.data.scenes import SHAPES
 from vlp_course.models.blocks import VLOutput
-from vlp_course.models.vlbert import (VLBERTConfig, VLBERTForPreTraining, VLBERTForQuestionAnswering, whole_image_boxes,
+from vlp_course.models.vlbert import (VLBERTConfig, VLBERTForNLVR2, VLBERTForPreTraining, VLBERTForQuestionAnswering, whole_image_boxes,
                                       zero_box_pixels)
 from vlp_course.pretraining.regions import ZERO, mask_regions
 from vlp_course.pretraining.text_masking import IGNORE_INDEX, apply_mask_decisions
@@ -271,3 +273,18 @@ class VLBERTAdapter(SceneAdapter):
         return model(batch["input_ids"], visual_feats, boxes, (S, S), pos, attention_mask=mask,
                      visual_attention_mask=visual_attention_mask, token_type_ids=segments,
                      soft_scores=batch.get("soft_scores"))
+
+    def nlvr2_config(self, vocab_size: int) -> VLBERTConfig:
+        """With the pooler the downstream configs have (:class:`~vlp_course.models.vlbert.VLBERTForNLVR2`)."""
+        return replace(super().nlvr2_config(vocab_size), with_pooler=True)
+
+    def nlvr2_model(self, vocab_size: int) -> VLBERTForNLVR2:
+        return VLBERTForNLVR2(self.nlvr2_config(vocab_size))
+
+    def nlvr2_step(self, model: VLBERTForNLVR2, batch: dict, zero_image: bool = False) -> VLOutput:
+        """Our adaptation (UNITER's paired setting): two passes, one per image, the statement repeated."""
+        rows = self.pair_rows(batch)
+        visual_feats, boxes, visual_attention_mask = self.regions(rows, zero_image)  # (2P, N+1, ·)
+        S = self.st.image_size
+        return model(rows["input_ids"], visual_feats, boxes, (S, S), attention_mask=rows["attention_mask"],
+                     visual_attention_mask=visual_attention_mask, labels=batch.get("labels"))
