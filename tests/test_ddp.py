@@ -56,6 +56,9 @@ def _worker(rank: int, world: int, port: int, outdir: str) -> None:
         shard = sorted(i for b in distributed_loader(data, 4, seed=1) for i in b[0].tolist())
         torch.save(shard, f"{outdir}/shard_rank{rank}.pt")
     finally:
+        # both ranks reach this point before either tears gloo down: destroying the group while the other
+        # rank still talks to it aborted a process once ("terminate called without an active exception")
+        dist.barrier()
         dist.destroy_process_group()
 
 
