@@ -206,9 +206,22 @@ def test_nlvr2_twice_as_many_by_hand():
 def test_nlvr2_balanced_and_round_trip(tmp_path, scenes):
     ex = make_nlvr2(scenes, 200, np.random.default_rng(0), split="dev")
     assert Counter(e.label for e in ex) == {True: 100, False: 100}
-    for e in ex[:50]:  # labels agree with a fresh evaluation
-        st = {s: t for _, s, t in nlvr2_statements(scenes[e.left_id], scenes[e.right_id])}
-        assert st[e.sentence] == e.label
+    from vlp_course.data.nlvr2 import statement_holds
+
+    for a, b in zip(ex[0:50:2], ex[1:50:2]):  # labels agree with a fresh evaluation of the sentence on each pair
+        assert statement_holds(a.sentence, scenes[a.left_id], scenes[a.right_id]) == a.label
+        assert statement_holds(b.sentence, scenes[b.left_id], scenes[b.right_id]) == b.label
+        assert {s: t for _, s, t in nlvr2_statements(scenes[a.left_id], scenes[a.right_id])}[a.sentence] == a.label
+    with pytest.raises(ValueError, match="not a templated NLVR2 statement"):
+        statement_holds("the left image is pretty", scenes[0], scenes[1])
+    # NLVR2's design (Suhr et al. 2019, section 3): every sentence once true and once false, so the
+    # sentence alone carries no information about the label
+    by_sentence: dict[str, list[bool]] = {}
+    for e in ex:
+        by_sentence.setdefault(e.sentence, []).append(e.label)
+    assert all(Counter(v)[True] == Counter(v)[False] for v in by_sentence.values())
+    assert [e.sentence for e in ex[0::2]] == [e.sentence for e in ex[1::2]]
+    assert [e.identifier for e in ex[:3]] == ["dev-0-0-0", "dev-0-1-0", "dev-1-0-0"]
     assert len({e.sentence.split()[1] for e in ex}) > 4  # several kinds of statement
     p = write_nlvr2(ex, tmp_path / "dev.json")
     back = load_nlvr2(p)
