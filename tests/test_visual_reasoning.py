@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from vlp_course.data.nlvr2 import nlvr2_statements
+from vlp_course.data.nlvr2 import nlvr2_statements, statement_holds
 from vlp_course.data.vl_tensors import build_pair_tensors, build_scene_tensors
 from vlp_course.models.blocks import VLOutput
 from vlp_course.recipes import run
@@ -43,8 +43,7 @@ def test_pairs_keep_training_and_held_out_images_apart_with_true_labels(small, p
     assert bool((pairs.left != pairs.right).all())
     assert pairs.labels[train].float().mean() == 0.5 and pairs.labels[test].float().mean() == 0.5  # balanced
     for e, l, r, y in zip(pairs.examples, pairs.left.tolist(), pairs.right.tolist(), pairs.labels.tolist()):
-        truth = {s: t for _, s, t in nlvr2_statements(st.ds.scenes[l], st.ds.scenes[r])}
-        assert truth[e.sentence] == bool(y)  # the label is the statement's truth on the two scenes
+        assert statement_holds(e.sentence, st.ds.scenes[l], st.ds.scenes[r]) == bool(y)  # the statement's truth
     with pytest.raises(ValueError, match="split"):
         pairs.rows("val")
     with pytest.raises(ValueError, match=">= 1"):
@@ -123,3 +122,37 @@ def test_nlvr2_against_statement_only_trains_two_models_on_the_same_budget(small
     pred = run.nlvr2_predictions(model, sm, pairs)
     assert pred.shape == (60,) and set(pred.tolist()) <= {0, 1}
     assert run.evaluate_nlvr2(model, sm, pairs) == float((pred == pairs.labels[pairs.rows("test")]).float().mean())
+
+
+def test_finetune_nlvr2_from_starts_from_the_source_and_scratch_differs(small, pairs):
+    """The generic fine-tune: the same seed from the same source gives the same model; from None the
+    encoder's weights are fresh, so the scores' logits differ; the reported accuracy is evaluate_nlvr2's."""
+    sm = _adapter("visualbert", small)
+    torch.manual_seed(0)
+    pre = sm.pretraining_model()
+    m1, acc1, s1 = run.finetune_nlvr2_from(pre, sm, pairs, 2, batch=8, seed=4)
+    m2, acc2, _ = run.finetune_nlvr2_from(pre, sm, pairs, 2, batch=8, seed=4)
+    m3, _, _ = run.finetune_nlvr2_from(None, sm, pairs, 2, batch=8, seed=4)
+    assert acc1 == acc2 == run.evaluate_nlvr2(m1, sm, pairs) and s1 > 0
+    key = next(k for k in m1.state_dict() if "word_embeddings" in k)
+    assert torch.equal(m1.state_dict()[key], m2.state_dict()[key])
+    assert not torch.equal(m1.state_dict()[key], m3.state_dict()[key])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_training_throughput_counts_examples_per_second_of_every_task(kind, small, pairs, monkeypatch):
+    """steps * batch examples over the timed steps only: with a clock that advances 0.5 s per reading,
+    each timed step takes 0.5 s, so 3 steps of 4 examples give 12 / 1.5 = 8 examples/s."""
+    import itertools
+
+    sm = _adapter(kind, small)
+    ticks = itertools.count()
+    monkeypatch.setattr(run.time, "perf_counter", lambda: 0.5 * next(ticks))
+    for task in ("pretrain", "vqa", "nlvr2"):
+        assert run.training_throughput(sm, task, batch=4, steps=3, warmup_steps=1, pairs=pairs) == pytest.approx(8.0)
+    with pytest.raises(ValueError, match="task must be"):
+        run.training_throughput(sm, "itm")
+    with pytest.raises(ValueError, match="needs pairs"):
+        run.training_throughput(sm, "nlvr2")
+    with pytest.raises(ValueError, match=">= 1"):
+        run.training_throughput(sm, "vqa", steps=0)

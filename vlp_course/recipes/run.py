@@ -19,7 +19,8 @@ from vlp_course.training import History, TrainConfig, train
 __all__ = ["transfer_pretrained", "step_scalars", "pretrain", "finetune_vqa", "evaluate_pretraining", "evaluate_vqa",
            "vqa_predictions", "accuracy_by_answer_type", "answer_types", "vqa_against_question_only", "finetune_from",
            "pretrained_against_scratch", "colour_word_grounding", "finetune_nlvr2", "nlvr2_predictions",
-           "evaluate_nlvr2", "nlvr2_against_statement_only"]
+           "evaluate_nlvr2", "nlvr2_against_statement_only", "finetune_nlvr2_from",
+           "training_throughput"]
 
 
 def transfer_pretrained(qa_model: nn.Module, pretrained: nn.Module) -> dict[str, list[str]]:
@@ -102,12 +103,33 @@ def evaluate_nlvr2(model: nn.Module, adapter: SceneAdapter, pairs, *, zero_image
     return float((pred == pairs.labels[pairs.rows(split)]).float().mean())
 
 
+def finetune_nlvr2_from(source: nn.Module | None, adapter: SceneAdapter, pairs, steps: int, *, zero_image: bool = False,
+                        batch: int = 64, lr: float = 1e-3, warmup: int = 50, seed: int = 0, device=None
+                        ) -> tuple[nn.Module, float, float]:
+    """:func:`finetune_from` for visual reasoning: a fresh NLVR2 model (weights drawn with
+    ``torch.manual_seed(seed)``), the encoder of ``source`` copied in (``None``: from scratch, the grown
+    vocabulary rows fresh either way), fine-tuned for ``steps`` of ``batch`` pairs and scored on the held-out pairs.
+
+    Returns:
+        ``(model, accuracy, seconds)``: accuracy in [0, 1] and the fine-tune's wall-clock seconds.
+    """
+    torch.manual_seed(seed)
+    model = adapter.nlvr2_model(len(pairs.vocab))
+    if source is not None:
+        transfer_pretrained(model, source)
+    t = time.perf_counter()
+    finetune_nlvr2(model, adapter, pairs, steps, zero_image=zero_image, batch=batch, lr=lr, warmup=warmup,
+                   seed=seed, device=device)
+    seconds = time.perf_counter() - t
+    return model, evaluate_nlvr2(model, adapter, pairs, zero_image=zero_image), seconds
+
+
 def nlvr2_against_statement_only(pretrained: nn.Module | None, adapter: SceneAdapter, pairs, steps: int, *,
                                  batch: int = 64, lr: float = 1e-3, warmup: int = 50, seed: int = 0, device=None
                                  ) -> tuple[dict[str, float], dict[str, float], nn.Module]:
     """Fine-tune two visual-reasoning models for the same budget from the same start (``pretrained``, or
     scratch with None), one with both images removed (the statement-only baseline), and score both on the
-    held-out pairs.
+    held-out pairs (:func:`finetune_nlvr2_from` twice).
 
     Returns:
         ``(accuracies, seconds, model)``: ``{"statement only": acc, "with the images": acc, "majority label": acc}``,
@@ -116,17 +138,62 @@ def nlvr2_against_statement_only(pretrained: nn.Module | None, adapter: SceneAda
     results: dict[str, float] = {}
     seconds: dict[str, float] = {}
     for label, zero_image in (("statement only", True), ("with the images", False)):
-        torch.manual_seed(seed)
-        model = adapter.nlvr2_model(len(pairs.vocab))
-        if pretrained is not None:
-            transfer_pretrained(model, pretrained)
-        t = time.perf_counter()
-        finetune_nlvr2(model, adapter, pairs, steps, zero_image=zero_image, batch=batch, lr=lr, warmup=warmup,
-                       seed=seed, device=device)
-        seconds[label] = time.perf_counter() - t
-        results[label] = evaluate_nlvr2(model, adapter, pairs, zero_image=zero_image)
+        model, results[label], seconds[label] = finetune_nlvr2_from(
+            pretrained, adapter, pairs, steps, zero_image=zero_image, batch=batch, lr=lr, warmup=warmup, seed=seed,
+            device=device)
     results["majority label"] = pairs.majority_accuracy()
     return results, seconds, model
+
+
+def training_throughput(adapter: SceneAdapter, task: str, *, batch: int = 64, steps: int = 10, warmup_steps: int = 2,
+                        pairs=None, device=None) -> float:
+    """Training examples per second of one model on one task: ``steps`` full training steps (forward,
+    backward, AdamW update) timed after ``warmup_steps`` untimed ones, on a freshly built model.
+
+    Args:
+        task: ``"pretrain"`` (the model's own pretraining tasks, examples = image-caption pairs),
+            ``"vqa"`` (examples = questions) or ``"nlvr2"`` (examples = statement-pair examples; needs ``pairs``).
+        batch: examples per step.
+
+    Raises:
+        ValueError: an unknown ``task``, ``nlvr2`` without ``pairs``, or ``steps`` / ``batch`` below 1.
+    """
+    if task not in ("pretrain", "vqa", "nlvr2"):
+        raise ValueError(f"task must be 'pretrain', 'vqa' or 'nlvr2', got {task!r}")
+    if task == "nlvr2" and pairs is None:
+        raise ValueError("task 'nlvr2' needs pairs (a PairTensors)")
+    if steps < 1 or batch < 1:
+        raise ValueError(f"steps and batch must be >= 1, got {steps}, {batch}")
+    torch.manual_seed(0)
+    dev = torch.device(device or "cpu")
+    gen = torch.Generator(device=dev).manual_seed(0)
+    if task == "pretrain":
+        model = adapter.pretraining_model()
+        get, step = (lambda s: adapter.st.pretrain_batch(s, batch)), (lambda m, b: adapter.pretrain_step(m, b, gen))
+    elif task == "vqa":
+        model = adapter.qa_model()
+        get = lambda s: {k: v for k, v in adapter.st.vqa_batch(s, batch).items() if k != "rows"}  # noqa: E731
+        step = adapter.vqa_step
+    else:
+        model = adapter.nlvr2_model(len(pairs.vocab))
+        get, step = (lambda s: pairs.batch(s, batch)), adapter.nlvr2_step
+    model.to(dev).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    t = 0.0
+    for s in range(warmup_steps + steps):
+        b = {k: v.to(dev) for k, v in get(s).items()}
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        step(model, b).loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        if s >= warmup_steps:
+            t += time.perf_counter() - t0
+    model.eval()
+    return steps * batch / t
 
 
 def step_scalars(out, batch: dict | None = None) -> dict[str, Tensor]:
