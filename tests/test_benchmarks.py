@@ -303,3 +303,43 @@ def test_the_shipped_vlbert_study_is_the_benchmarks_every_change_three_seeds():
     got = recipe_study()
     assert list(got["changes"]) == [label for label, *_ in bl.VLBERT_CHANGES]
     assert all(n == 3 for *_, n in got["changes"].values()) and got["steps"] == bl.STUDY_STEPS
+
+
+def test_compare_table_means_gains_and_shipped_reader(tmp_path):
+    """bench_compare's summary and table from hand-made rows, and shipped.comparison_results reading them back."""
+    import bench_compare as bc
+
+    from vlp_course.recipes.shipped import COMPARISON_COLUMNS, comparison_results
+
+    assert tuple(bc.COLUMNS) == COMPARISON_COLUMNS
+    rows = [bc._row("vilbert", "nlvr2_accuracy", c, s, 600, a, 10.0, "today")
+            for c, accs in (("pretrained", (0.80, 0.84)), ("scratch", (0.55, 0.57)))
+            for s, a in enumerate(accs)]
+    rows += [bc._row("vilbert", "parameters", "pretraining model", 0, 0, 123456, 0, "today"),
+             bc._row("vilbert", "examples_per_s", "vqa", 0, 20, 456.78, 1.0, "today")]
+    s = bc.summary(rows)
+    assert s["vilbert", "nlvr2_accuracy", "pretrained"][0] == pytest.approx(0.82)
+    assert s["vilbert", "nlvr2_accuracy", "pretrained"][1] == pytest.approx(0.0282843, abs=1e-6)
+    text = "\n".join(bc.markdown_tables(rows))
+    assert "| ViLBERT | dual | 123,456 | — | 457 | — |" in text
+    assert "82.0 ± 2.8%" in text and "| +26.0 | +32.0 |" in text  # over scratch, over the statement-only 50%
+    bc.write(rows, tmp_path, ["header"])
+    got = comparison_results(tmp_path / "compare.csv")
+    assert got["values"]["vilbert", "nlvr2_accuracy", "scratch"] == pytest.approx((0.56, 0.0141421, 2), abs=1e-6)
+    assert got["values"]["vilbert", "parameters", "pretraining model"] == (123456.0, 0.0, 1)
+    assert got["steps"]["vilbert", "nlvr2_accuracy", "scratch"] == 600 and got["measured"] == "today"
+    (tmp_path / "bad.csv").write_text("model,measure\nvilbert,x\n")
+    with pytest.raises(ValueError, match="lacks the columns"):
+        comparison_results(tmp_path / "bad.csv")
+    with pytest.raises(FileNotFoundError, match="bench_compare.py"):
+        comparison_results(tmp_path / "none.csv")
+
+
+def test_compare_jobs_cover_every_condition_and_a_measured_row_has_every_column(monkeypatch):
+    import bench_compare as bc
+
+    todo = bc.jobs(("visualbert", "vlbert"), (0, 1), 7, 9)
+    assert len(todo) == 2 * 2 * (2 + 2) and ("vlbert", "nlvr2", "scratch", 1, 9) in todo
+    assert ("visualbert", "vqa", "scratch", 0, 7) in todo and todo[0][1] == "nlvr2"  # the slow ones first
+    r = bc.measure_accuracy("visualbert", "nlvr2", "scratch", 0, steps=1, measured="now")
+    assert list(r) == bc.COLUMNS and 0.0 <= r["value"] <= 1.0 and r["measure"] == "nlvr2_accuracy"

@@ -95,7 +95,7 @@ def test_the_installed_wheel_loads_every_shipped_file_from_its_own_folder(tmp_pa
     site = tmp_path / "site"
     subprocess.run(pip + ["install", "-q", "--no-deps", "--no-index", "--target", str(site), str(wheel)],
                    check=True, capture_output=True, text=True, cwd=tmp_path)
-    for name in SHIPPED + ["SHA256SUMS", "README.md", "learning.csv", "vlbert_recipe.csv"]:
+    for name in SHIPPED + ["SHA256SUMS", "README.md", "learning.csv", "vlbert_recipe.csv", "compare.csv"]:
         assert (site / "vlp_course" / "shipped" / name).is_file(), f"the wheel lacks vlp_course/shipped/{name}"
 
     run_in = tmp_path / "elsewhere"

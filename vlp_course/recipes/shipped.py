@@ -34,7 +34,8 @@ from vlp_course.recipes.visualbert import VisualBertAdapter
 from vlp_course.recipes.vlbert import VLBERTAdapter
 
 __all__ = ["ADAPTERS", "STEPS", "default_recipe", "adapter", "checkpoint_name", "load_scene_checkpoint", "train_scene_checkpoint",
-           "learning_results", "format_learning_results", "recipe_study", "format_recipe_study"]
+           "learning_results", "format_learning_results", "recipe_study", "format_recipe_study",
+           "COMPARISON_COLUMNS", "comparison_results"]
 
 ADAPTERS: dict[str, type[SceneAdapter]] = {"visualbert": VisualBertAdapter, "lxmert": LxmertAdapter,
                                             "vilbert": ViLBERTAdapter, "vlbert": VLBERTAdapter}
@@ -204,6 +205,39 @@ def format_recipe_study(results: dict) -> str:
     for label, (mean, std, lo, hi, n) in c.items():
         lines.append(f"  {label:68s} {mean:6.1%} ± {std:4.1%} (seeds: {lo:.1%} to {hi:.1%}) {100 * (mean - base):+5.1f}")
     return "\n".join(lines)
+
+
+#: The columns ``compare.csv`` must have (written by ``benchmarks/bench_compare.py``).
+COMPARISON_COLUMNS = ("model", "measure", "condition", "seed", "steps", "value", "seconds", "measured")
+
+
+def comparison_results(path: str | Path | None = None) -> dict:
+    """The shipped head-to-head comparison of the four models (``benchmarks/bench_compare.py``, copied to
+    ``vlp_course/shipped/compare.csv``).
+
+    Returns:
+        ``{"values": {(model, measure, condition): (mean, std, seeds)}, "steps": {(model, measure, condition): steps},
+        "measured": str}``. Measures: ``"parameters"`` (conditions "pretraining model", "vqa model", "nlvr2 model"),
+        ``"examples_per_s"`` ("pretrain", "vqa", "nlvr2"), ``"vqa_accuracy"`` ("pretrained", "scratch") and
+        ``"nlvr2_accuracy"`` ("pretrained", "scratch"), accuracies in [0, 1]; std is the
+        sample standard deviation over seeds (0 with one). ``measured``: the rows' dates and machines.
+
+    Raises:
+        ValueError: a file without the columns of :data:`COMPARISON_COLUMNS`, or without rows.
+        FileNotFoundError: if the file is missing.
+    """
+    p = Path(path) if path is not None else files.shipped_dir() / "compare.csv"
+    rows = _read_results(p, COMPARISON_COLUMNS, "python benchmarks/bench_compare.py")
+    if not rows:
+        raise ValueError(f"{p} has no rows")
+    groups: dict[tuple[str, str, str], list[float]] = {}
+    steps: dict[tuple[str, str, str], int] = {}
+    for r in rows:
+        key = (r["model"], r["measure"], r["condition"])
+        groups.setdefault(key, []).append(float(r["value"]))
+        steps[key] = int(r["steps"])
+    return {"values": {k: (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0, len(v)) for k, v in groups.items()},
+            "steps": steps, "measured": "; ".join(dict.fromkeys(r["measured"] for r in rows))}
 
 
 def _curves(train: dict[str, list[float]], window: int) -> dict[str, list[float]]:
