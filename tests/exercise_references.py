@@ -155,3 +155,88 @@ REFERENCES = {
     "vilbert": {"co-attention (regions -> words)": coattention, "layer schedule": layer_schedule},
     "vlbert": {"geometry embedding": geometry_embedding, "VL-BERT layout": vlbert_layout},
 }
+
+
+# ==================================================================================================
+# ---- vqa (notebook 14): VQA as a task ------------------------------------------------------------
+# ==================================================================================================
+
+def soft_score_targets(answers, vocab):
+    """(A,) float32 soft-score target of ten answers over the answer list ``vocab``
+    (:meth:`vlp_course.data.vqa.AnswerVocab.targets`: normalised, min(1, 0.3 count), out-of-vocabulary dropped)."""
+    from vlp_course.data.vqa import AnswerVocab
+
+    return torch.from_numpy(AnswerVocab(vocab).targets(answers))
+
+
+def vqa_losses(logits, soft_scores):
+    """``(bce, kl)``: :func:`vlp_course.pretraining.losses.vqa_bce_loss` and VisualBERT's
+    :func:`vlp_course.models.visualbert.vqa_kl_loss`, both scalars."""
+    from vlp_course.models.visualbert import vqa_kl_loss
+    from vlp_course.pretraining.losses import vqa_bce_loss
+
+    return vqa_bce_loss(logits, soft_scores), vqa_kl_loss(logits, soft_scores)
+
+
+REFERENCES["vqa"] = {"official VQA accuracy": vqa_accuracy, "soft-score targets": soft_score_targets,
+                     "VQA losses (BCE, KL)": vqa_losses}
+
+
+# ==================================================================================================
+# ---- nlvr2 (notebook 15): visual reasoning -------------------------------------------------------
+# ==================================================================================================
+
+def pair_classifier(pooled, weight, bias):
+    """The two-pass pair head (:func:`vlp_course.models.blocks.pair_logits`) with a Linear(2D, 2) of the given weights."""
+    from vlp_course.models.blocks import pair_logits
+
+    head = torch.nn.Linear(weight.shape[1], 2)
+    with torch.no_grad():
+        head.weight.copy_(weight)
+        head.bias.copy_(bias)
+        return pair_logits(head, pooled, pooled.shape[0] // 2)
+
+
+def one_pass_regions(features, region_mask):
+    """VisualBERT's one-pass layout (:func:`vlp_course.models.visualbert.pair_regions`)."""
+    from vlp_course.models.visualbert import pair_regions
+
+    return pair_regions(features, region_mask)
+
+
+def statement_only_ceiling(sentences, labels):
+    """The best accuracy of any function of the sentence: per distinct sentence, the larger label count."""
+    from collections import Counter
+
+    by: dict = {}
+    for s, y in zip(sentences, labels):
+        by.setdefault(s, Counter())[int(y)] += 1
+    return sum(max(c.values()) for c in by.values()) / len(labels)
+
+
+REFERENCES["nlvr2"] = {"pair classifier": pair_classifier, "one-pass regions": one_pass_regions,
+                       "statement-only ceiling": statement_only_ceiling}
+
+
+# ==================================================================================================
+# ---- comparison (notebook 16): the four models compared ---------------------------------------------
+# ==================================================================================================
+
+def layer_parameters(D, F):
+    """Parameters of one BERT layer, counted from the module (:class:`vlp_course.models.blocks.TransformerLayer`)."""
+    from vlp_course.models.blocks import TransformerConfig, TransformerLayer
+
+    config = TransformerConfig(hidden_size=D, num_attention_heads=1, intermediate_size=F)
+    return sum(p.numel() for p in TransformerLayer(config).parameters())
+
+
+def settled_difference(a, b):
+    """(mean(a) - mean(b), sqrt(var_a / n_a + var_b / n_b) with sample variances, |difference| > 2 se)."""
+    import statistics
+
+    se = (statistics.variance(a) / len(a) + statistics.variance(b) / len(b)) ** 0.5
+    diff = statistics.mean(a) - statistics.mean(b)
+    return diff, se, abs(diff) > 2 * se
+
+
+REFERENCES["comparison"] = {"layer parameters": layer_parameters, "settled difference": settled_difference}

@@ -107,6 +107,26 @@ def test_the_old_shortcut_fails():
     assert not hasattr(pretraining, "reference_region_masking_801010")
 
 
+def test_no_part_module_shadows_a_name_of_the_package():
+    """Importing ``vlp_course.exercises.<part>`` sets the attribute ``<part>`` on the package: a part named like
+    one of the package's functions (``compare``, ``encode`` ...) would replace that function for every check."""
+    import pkgutil
+
+    import vlp_course.exercises as ex
+
+    parts = {m.name for m in pkgutil.iter_modules(ex.__path__)}
+    assert not parts & set(ex.__all__), f"rename the part module(s) {sorted(parts & set(ex.__all__))}"
+    assert parts >= {"vqa", "nlvr2", "comparison"}
+
+
+def test_the_vqa_parts_accuracy_check_refuses_the_package_function():
+    from vlp_course.data.vqa import vqa_accuracy
+    from vlp_course.exercises.vqa import check_vqa_accuracy
+
+    with pytest.raises(ExerciseFailed, match="'vqa_accuracy' is the course's own function; pass the function you wrote"):
+        check_vqa_accuracy(vqa_accuracy)
+
+
 @pytest.mark.parametrize("func", ["vlp_course.text.bags:one_hot", "vlp_course.vision.lenet:conv_output_size",
                                   "vlp_course.vision.gan:generator_loss", "vlp_course.data.vqa:vqa_accuracy",
                                   "vlp_course.models.vlbert:geometry_embedding"])
@@ -156,6 +176,27 @@ def _sampler(u_swap, u_pick, p_negative=0.5, skip_own_row=True):
     return torch.where(negative, other, rows), (~negative).long()
 
 
+def _always_normalised_accuracy(prediction, answers):
+    """The official accuracy, except that it normalises even when the ten answers are identical."""
+    from vlp_course.data.vqa import normalize_answer
+
+    gts, pred = [normalize_answer(a) for a in answers], normalize_answer(prediction)
+    return sum(min(1.0, sum(a == pred for a in gts[:i] + gts[i + 1:]) / 3) for i in range(10)) / 10
+
+
+def _typed_targets(answers, vocab):
+    """Soft-score targets counted on the answers as typed (no normalisation)."""
+    return torch.tensor([min(1.0, 0.3 * list(answers).count(v)) for v in vocab])
+
+
+def _kl_renormalised(logits, soft_scores):
+    """Right BCE; KL against the soft scores renormalised to sum 1 (not VisualBERT's)."""
+    B = logits.shape[0]
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, soft_scores, reduction="sum") / B
+    target = soft_scores / soft_scores.sum(-1, keepdim=True).clamp_min(1e-12)
+    return bce, torch.nn.functional.kl_div(logits.log_softmax(-1), target, reduction="batchmean")
+
+
 CASE1 = "region_masking_801010, case '4 regions, global first; one zeroed, one replaced, one kept'"
 WRONG = [
     ("pretraining", "check_region_masking_801010", lambda *a, **k: (_masking(*a, **k)[0], _masking(*a, **k)[1][..., None]),
@@ -195,6 +236,36 @@ WRONG = [
      "layer schedule, case '6/6 (bert_base_6layer_6conect)': the output: item #1 is ('v', 0), expected ('t', 0)"),
     ("visualbert", "check_mask_token_states", lambda h, m: h[torch.arange(h.shape[0]), m.sum(1) - 1],
      None),  # any one-line message about the first case
+    ("vqa", "check_vqa_accuracy", _always_normalised_accuracy,
+     "official VQA accuracy, case ''yes.' against ten 'yes': unanimous, compared as typed': the output is 1, expected 0"),
+    ("vqa", "check_soft_scores", _typed_targets,
+     "soft-score targets, case 'variants: two, 2, 2, 3, Two, 2, 3, 3, 3, 4': the output: 1 of 14 values differ; first "
+     "at index (2,): yours 0.9, expected 1"),
+    ("vqa", "check_vqa_losses", _kl_renormalised,
+     "VQA losses (BCE, KL), case 'one question, 3 answers': output #2 is 0.393415, expected 0.852513"),
+    ("vqa", "check_vqa_losses", lambda z, t: (torch.nn.functional.binary_cross_entropy_with_logits(z, t),  # mean, not sum
+                                              torch.nn.functional.kl_div(z.log_softmax(-1), t, reduction="batchmean")),
+     "VQA losses (BCE, KL), case 'one question, 3 answers': output #1 is 0.571422, expected 1.71427"),
+    ("nlvr2", "check_pair_classifier", lambda h, w, b: torch.cat([h[1::2], h[0::2]], 1) @ w.T + b,  # right image first
+     "pair classifier, case '1 pair, D = 2': the output: 2 of 2 values differ; first at index (0, 0): yours 1.08692, "
+     "expected -2.51998"),
+    ("nlvr2", "check_pair_classifier", lambda h, w, b: torch.cat([h[:len(h) // 2], h[len(h) // 2:]], 1) @ w.T + b,  # halves
+     "pair classifier, case '3 pairs, D = 4': the output: 6 of 6 values differ; first at index (0, 0): yours -0.905854, "
+     "expected 0.911848"),
+    ("nlvr2", "check_one_pass_regions", lambda f, m: (f.transpose(1, 2).flatten(1, 2), m.transpose(1, 2).flatten(1, 2),
+                                                      torch.tensor([0, 1]).repeat(f.shape[2]).expand(f.shape[0], -1)),
+     "one-pass regions, case '1 pair, 2 slots, all real': output #1: 6 of 12 values differ; first at index (0, 1, 0): "
+     "yours -1.52277, expected 0.621317"),  # the two images' slots interleaved
+    ("nlvr2", "check_statement_only_ceiling", lambda s, y: 0.5,
+     "statement-only ceiling, case 'one sentence always true': the output is 0.5, expected 0.8"),
+    ("comparison", "check_layer_parameters", lambda D, F: 4 * D * D + 2 * D * F,  # the weights only, no biases or LayerNorms
+     "layer parameters, case 'D = 64, F = 256 (the course)': the output is 49152, expected 49984"),
+    ("comparison", "check_settled", lambda a, b: (float(np.mean(a) - np.mean(b)),  # population variances
+                                                  float(np.sqrt(np.var(a) / len(a) + np.var(b) / len(b))), True),
+     "settled difference, case 'a clear lead': output #2 is 0.00527046, expected 0.00645497"),
+    ("vqa", "check_vqa_losses", lambda z, t: 0.0,
+     "VQA losses (BCE, KL), case 'one question, 3 answers': your function returned a float; expected a tuple (bce, kl) "
+     "of two numbers"),
 ]
 
 
