@@ -36,6 +36,16 @@
 # SHA-256 checked; the command that reproduces it is in the notebook), fine-tunes it for VQA against
 # a question-only baseline, and measures whether pretraining helped: the same fine-tune with 500
 # labelled questions from the checkpoint and from scratch.
+#
+# ## Part 5 — downstream tasks
+# 14. [VQA as a task: formats, answer vocabulary, soft scores, losses and the official accuracy](14_vqa_task.ipynb)
+# 15. [Visual reasoning: is the statement true of these two images?](15_visual_reasoning.ipynb)
+# 16. [Single stream or two streams? The four models head to head](16_comparison.ipynb)
+#
+# Notebook 14 looks at VQA itself: how the originals build the answer vocabulary and their targets,
+# which loss each uses, how the official metric scores an answer, and where a model goes wrong.
+# Notebook 15 gives the models a new task, NLVR2-style reasoning over a pair of images, in each
+# model's own way of reading a pair. Notebook 16 compares the four models' size, speed and accuracy.
 
 # %% [markdown]
 # ### The path, as a picture
@@ -56,6 +66,8 @@ STEPS = [
     (8, "three key\nproblems", 3.75, 2, "#d8f0d2"), (9, "pretraining\ntasks", 5, 2, "#d8f0d2"),
     (10, "VisualBERT", 6.6, 3.3, "#e6dcf5"), (11, "LXMERT", 6.6, 2.3, "#e6dcf5"),
     (12, "ViLBERT", 6.6, 1.3, "#e6dcf5"), (13, "VL-BERT", 6.6, 0.3, "#e6dcf5"),
+    (14, "VQA as\na task", 10.6, 3.0, "#fff2b3"), (15, "visual\nreasoning", 10.6, 1.8, "#fff2b3"),
+    (16, "the four\ncompared", 10.6, 0.6, "#fff2b3"),
 ]
 TASKS = {  # each model's pretraining tasks in its notebook, then the downstream task they are fine-tuned for
     10: "MLM + image-text matching → VQA",
@@ -64,6 +76,7 @@ TASKS = {  # each model's pretraining tasks in its notebook, then the downstream
     13: "MLM + masked RoI classification\n(no matching task) → VQA",
 }
 EDGES = [(1, 2), (2, 3), (4, 5), (5, 6), (3, 8), (6, 8), (8, 9), (9, 10), (9, 11), (9, 12), (9, 13), (6, 7)]
+DOWNSTREAM = [14, 15, 16]  # each reads all four model notebooks (lines drawn from the models' column)
 W, H = 1.0, 0.7  # box size
 where = {n: (x, y) for n, _, x, y, _ in STEPS}
 
@@ -76,7 +89,7 @@ def edge_point(a, b):
     return xa + t * dx, ya + t * dy
 
 
-fig, ax = plt.subplots(figsize=(12, 5))
+fig, ax = plt.subplots(figsize=(13, 5))
 for a, b in EDGES:
     ax.annotate("", xy=edge_point(b, a), xytext=edge_point(a, b), arrowprops=dict(
         arrowstyle="-|>", color="#555555", shrinkA=0, shrinkB=0, linestyle="--" if b == 7 else "-"))
@@ -85,10 +98,14 @@ for n, label, x, y, colour in STEPS:
     ax.text(x, y, f"{n}\n{label}", ha="center", va="center", fontsize=8.5)
 for n, tasks in TASKS.items():
     ax.text(where[n][0] + 0.6, where[n][1], tasks, ha="left", va="center", fontsize=8.5)
+ax.plot([9.45, 9.45], [0.6, 3.0], color="#555555", lw=1)
+for n in DOWNSTREAM:
+    ax.annotate("", xy=(where[n][0] - W / 2, where[n][1]), xytext=(9.45, where[n][1]),
+                arrowprops=dict(arrowstyle="-|>", color="#555555", shrinkA=0, shrinkB=0))
 for x, part in [(1.25, "part 1 · text (top), part 2 · images (bottom)"), (4.4, "part 3 · together"),
-                (6.6, "part 4 · the models")]:
+                (6.6, "part 4 · the models"), (10.6, "part 5 · tasks")]:
     ax.text(x, 3.95, part, ha="center", fontsize=9, style="italic")
-ax.set(xlim=(-0.6, 9.6), ylim=(-0.65, 4.1))
+ax.set(xlim=(-0.6, 11.3), ylim=(-0.65, 4.1))
 ax.axis("off")
 plt.show()
 
@@ -111,20 +128,22 @@ plt.show()
 # %% [markdown]
 # ## How long each notebook takes
 # Measured by running every notebook top to bottom with its default `CFG` on a 2-core CPU (AMD EPYC,
-# torch 2.14.1, 2 threads, no GPU) in a fresh-clone `make test` on 2026-12-02: the committed numbers
+# torch 2.14.1, 2 threads, no GPU) with `make notebooks-run` on 2026-12-03: the committed numbers
 # in `benchmarks/results/course/results.md`.
 #
 # | notebook | seconds | notebook | seconds |
 # |---|---:|---|---:|
-# | 00 index | 6 | 07 GANs | 27 |
-# | 01 one-hot, bag of words | 8 | 08 three key problems | 13 |
-# | 02 word embeddings | 24 | 09 pretraining tasks | 62 |
-# | 03 sequence representations | 20 | 10 VisualBERT | 70 |
-# | 04 LeNet-5 | 24 | 11 LXMERT | 73 |
-# | 05 AlexNet, VGG, GoogLeNet | 29 | 12 ViLBERT | 94 |
-# | 06 ResNet | 45 | 13 VL-BERT | 98 |
+# | 00 index | 4 | 09 pretraining tasks | 53 |
+# | 01 one-hot, bag of words | 6 | 10 VisualBERT | 65 |
+# | 02 word embeddings | 18 | 11 LXMERT | 63 |
+# | 03 sequence representations | 17 | 12 ViLBERT | 77 |
+# | 04 LeNet-5 | 20 | 13 VL-BERT | 79 |
+# | 05 AlexNet, VGG, GoogLeNet | 23 | 14 VQA as a task | 28 |
+# | 06 ResNet | 44 | 15 visual reasoning | 40 |
+# | 07 GANs | 23 | 16 the four compared | 41 |
+# | 08 three key problems | 10 | | |
 #
-# All 14 took 593 s (about 10 minutes) in one run. The four model notebooks take longest: each
+# All 17 took 611 s (about 10 minutes) in one run. The four model notebooks take longest: each
 # fine-tunes its model twice, with and without the image, to measure what the image adds.
 #
 # **What a GPU changes.** The default sizes are what CI runs on those 2 CPU cores, so every claim is
