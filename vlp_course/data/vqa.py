@@ -7,7 +7,9 @@ the accuracy is the mean over the 10 subsets. Before comparing, it replaces newl
 spaces and strips both the prediction and the answers; only when the 10 answers are **not all
 identical** does it also normalise them (:func:`normalize_answer`: punctuation, number words to
 digits, articles dropped, missing apostrophes restored). So "yes." scores 0 against ten "yes" but
-1 against nine "yes" and a "no". :func:`vqa_accuracy` reproduces that rule by hand.
+1 against nine "yes" and a "no". :func:`vqa_accuracy` reproduces that rule by hand, as the file
+stands since commit a013f00 (March 2021); before it, the prediction was always normalised and the
+answers only by punctuation, so older copies of the script score a few predictions differently.
 
 **Soft scores.** Training targets (bottom-up-attention-vqa ``tools/compute_softscore.py``,
 VisualBERT, LXMERT): an answer given by k of the 10 annotators gets ``min(1, 0.3 k)``, i.e. 0.3, 0.6,
