@@ -17,14 +17,17 @@ Main entry points::
     captions = scene_captions(scene, rng, n=5)        # list[Caption]; .text, .claim
     neg = hard_negative(scene, captions[0].claim, rng)  # a Caption that is false for the scene, or None
     claim_holds(scene, claim)                          # bool
+    parse_caption("two small blue boxes")              # the Claim a caption states, or None outside the grammar
+    caption_is_true(scene, text)                       # bool, or None when the caption does not parse
 
 Captions are lower case without final punctuation (easy for the word-level notebooks).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -32,7 +35,7 @@ from vlp_course.data.scenes import COLORS, RELATIONS, SHAPES, SIZES, Scene, Scen
 
 __all__ = [
     "Desc", "Claim", "Caption", "claim_holds", "count_matching", "render_claim", "scene_captions",
-    "hard_negative", "SHAPE_WORDS", "RELATION_WORDS", "NUMBER_WORDS",
+    "hard_negative", "SHAPE_WORDS", "RELATION_WORDS", "NUMBER_WORDS", "parse_caption", "caption_is_true",
 ]
 
 SHAPE_WORDS: dict[str, tuple[str, ...]] = {
@@ -337,3 +340,213 @@ def hard_negative(scene: Scene, claim: Claim, rng: np.random.Generator, *, chang
             if not claim_holds(scene, c):
                 return Caption(render_claim(c, rng), c)
     return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing: from a caption back to its claim
+# ---------------------------------------------------------------------------------------------
+#
+# A captioning model trained on these scenes writes captions; in a synthetic world we can do what
+# COCO never allows: read a caption back into its Claim and check it on the scene. The grammar is
+# in the docstring of parse_caption; the words come from the tables at the top of the module.
+
+#: The templates of :func:`render_claim`, by the kind of claim their slots hold, in the order the
+#: parser tries them. Slots: ``{x}`` a noun phrase (a list of them for "list"), ``{a}``/``{b}`` noun
+#: phrases, ``{r}`` a relation wording, ``{be}`` "is"/"are" agreeing with the number. "total" is
+#: the count of every object ("there are three shapes in total"). A test renders claims with many
+#: generators and checks that every template here is used and every rendering parses, so the two
+#: lists cannot drift apart silently.
+_TEMPLATES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("relation", ("{a} {r} {b}", "there is {a} {r} {b}", "{r} {b} there is {a}", "{a} is {r} {b}",
+                  "a picture with {a} {r} {b}")),
+    ("total", ("there {be} {x} in total", "{x} in the picture", "a scene with exactly {x}", "the image shows {x}")),
+    ("count", ("there {be} {x}", "{x}", "exactly {x}", "the picture has {x}", "we can see {x}")),
+    ("exists", ("there is {x}", "{x}", "a picture of {x}", "an image with {x}", "{x} on a dark background",
+                "this scene contains {x}", "{x} can be seen here")),
+    ("list", ("{x}", "a scene with {x}", "the picture shows {x}", "{x} on a dark background")),
+)
+
+_ARTICLES = ("a", "the")  # "an" is rewritten to "a" before matching (see _normalise)
+
+
+def _plural(noun: str) -> str:
+    """The plural as :func:`_noun_phrase` makes it: 'boxes', 'crosses', 'plus signs', 'round shapes'."""
+    return noun + ("es" if noun.endswith(("x", "s")) else "s")
+
+
+# word -> meaning, derived from the tables so that the parser follows any change to them
+_NOUN_MEANING: dict[str, tuple[str | None, bool]] = {  # noun -> (shape, or None for "shape"/"thing"; plural?)
+    **{w: (shape, False) for shape, ws in SHAPE_WORDS.items() for w in ws},
+    **{_plural(w): (shape, True) for shape, ws in SHAPE_WORDS.items() for w in ws},
+    **{w: (None, False) for w in GENERIC_NOUNS},
+    **{_plural(w): (None, True) for w in GENERIC_NOUNS},
+}
+_SIZE_MEANING = {w: size for size, ws in SIZE_WORDS.items() for w in ws}
+_RELATION_MEANING = {w: rel for rel, ws in RELATION_WORDS.items() for w in ws}
+_NUMBER_MEANING = {w: i for i, w in enumerate(NUMBER_WORDS)}
+
+
+def _alternation(words) -> str:
+    """A regex group matching any of ``words``, longest first ("to the left of" before "left of",
+    "round shape" before "shape"), so the first alternative tried is the one a reader would take."""
+    return "(?:" + "|".join(re.escape(w) for w in sorted(set(words), key=lambda w: (-len(w), w))) + ")"
+
+
+_DET_RE = "(?:" + _alternation((*_ARTICLES, *NUMBER_WORDS)) + "|[0-9]{1,6})"  # digits: "12 stars"
+_SIZE_RE = _alternation(_SIZE_MEANING)
+_COLOR_RE = _alternation(COLORS)
+_NOUN_RE = _alternation(_NOUN_MEANING)
+# one noun phrase, without groups (used inside the templates) and with named groups (to read it)
+_NP_RE = rf"{_DET_RE} (?:{_SIZE_RE} )?(?:{_COLOR_RE} )?{_NOUN_RE}"
+_NP_PARTS = re.compile(
+    rf"(?P<det>{_DET_RE}) (?:(?P<size>{_SIZE_RE}) )?(?:(?P<color>{_COLOR_RE}) )?(?P<noun>{_NOUN_RE})")
+_LIST_RE = rf"{_NP_RE}(?: {_NP_RE})* and {_NP_RE}|{_NP_RE}"  # "X", "X and Y", "X, Y and Z" (commas removed)
+
+
+def _normalise(text: str) -> str:
+    """Lower case, commas dropped, single spaces, and the article "an" read as "a" ("a orange box" is
+    accepted too). Commas carry no meaning in the grammar, and the course's word tokenizer drops them,
+    so a model's "a red box a blue star and a disc" reads as the list "a red box, a blue star and a disc"."""
+    return " ".join("a" if w == "an" else w for w in text.lower().replace(",", " ").split())
+
+
+def _template_regex(kind: str, template: str) -> re.Pattern:
+    slots = {"x": _LIST_RE if kind == "list" else _NP_RE, "a": _NP_RE, "b": _NP_RE,
+             "r": _alternation(_RELATION_MEANING), "be": "is|are"}
+    parts = re.split(r"\{(\w+)\}", _normalise(template))  # literal, slot name, literal, ...
+    return re.compile("".join(f"(?P<{p}>{slots[p]})" if i % 2 else re.escape(p) for i, p in enumerate(parts)))
+
+
+_TEMPLATE_REGEXES = [(kind, t, _template_regex(kind, t)) for kind, ts in _TEMPLATES for t in ts]
+
+
+class _Phrase(NamedTuple):
+    desc: Desc
+    n: int  # number of objects it says
+    article: bool  # said with a/an/the rather than a number
+
+
+def _phrase(text: str) -> _Phrase | None:
+    """Read one noun phrase ("two small red boxes"), or None.
+
+    "a red circles", "two red circle" and "one red circles" are rejected (number and noun disagree).
+    """
+    m = _NP_PARTS.fullmatch(text)
+    if m is None:
+        return None
+    shape, plural = _NOUN_MEANING[m["noun"]]
+    det = m["det"]
+    article = det in _ARTICLES
+    n = 1 if article else _NUMBER_MEANING[det] if det in _NUMBER_MEANING else int(det)
+    if plural != (n != 1):
+        return None
+    return _Phrase(Desc(color=m["color"], shape=shape, size=_SIZE_MEANING.get(m["size"])), n, article)
+
+
+def _claim_from_match(kind: str, m: re.Match) -> Claim | None:
+    """The claim stated by a template match, or None when its slots break the template's rules."""
+    if kind == "relation":
+        a, b = _phrase(m["a"]), _phrase(m["b"])
+        if a is None or b is None or not (a.article and b.article):  # "a X left of a Y": articles only
+            return None
+        return Claim("relation", a=a.desc, b=b.desc, rel=_RELATION_MEANING[m["r"]])
+    if kind == "list":
+        items = [_phrase(p) for p in re.findall(_NP_RE, m["x"])]  # each phrase starts with its determiner
+        if any(p is None for p in items):
+            return None
+        if len(items) == 1:  # one phrase alone: read as "exists" or "count" (see parse_caption)
+            desc, n, article = items[0]
+            return Claim("exists", a=desc) if article else Claim("count", a=desc, n=n)
+        return Claim("list", items=tuple((desc, n) for desc, n, _ in items))
+    p = _phrase(m["x"])
+    if p is None:
+        return None
+    desc, n, article = p
+    if kind == "exists":
+        return Claim("exists", a=desc) if article else None
+    # "count" and "total": a number, "there is" with one object and "there are" otherwise
+    if article or (m.groupdict().get("be") is not None and (m["be"] == "is") != (n == 1)):
+        return None
+    if kind == "total" and desc != Desc():  # "three shapes in total", never "three red shapes in total"
+        return None
+    return Claim("count", a=desc, n=n)
+
+
+def _readings(text: str):
+    """Every ``(kind, template, claim)`` under which ``text`` parses, in the order of _TEMPLATES.
+
+    For a caption of the grammar all the claims are the same (a test checks it); :func:`parse_caption`
+    takes the first.
+    """
+    text = _normalise(text)
+    for kind, template, regex in _TEMPLATE_REGEXES:
+        m = regex.fullmatch(text)
+        if m is not None:
+            claim = _claim_from_match(kind, m)
+            if claim is not None:
+                yield kind, template, claim
+
+
+def parse_caption(text: str) -> Claim | None:
+    """The claim a caption of the grammar states (the inverse of :func:`render_claim`), or None.
+
+    Matching ignores case and extra whitespace. Every caption that :func:`render_claim` writes parses
+    to a claim with the same meaning; anything else (a repeated or unknown word, a missing noun, a
+    truncated caption, "[SEP]", a final full stop) gives None. Commas are ignored.
+
+    The grammar (``_TEMPLATES`` lists every template; "an" is read as "a")::
+
+        NP       := DET [size] [colour] noun    "a big red box", "two circles", "the thing", "12 stars"
+        DET      := a | the                     one object, singular noun
+                  | zero .. ten | digits        n objects, plural noun unless n is 1 ("one box")
+        exists   := "there is NP" | "NP" | "a picture of NP" | ...       NP with a/the
+        count    := "there is/are NP" | "NP" | "exactly NP" | ...         NP with a number
+        total    := "there are N shapes in total" | "the image shows N things" | ...  every object
+        relation := "NP REL NP" | "REL NP there is NP" | "NP is REL NP" | ...    NPs with a/the
+        list     := "NP, NP and NP" in "{x}", "a scene with {x}", "the picture shows {x}", ...
+
+    Where the grammar is ambiguous, the reading a person would take:
+
+    * a single phrase with an article, "a red circle" (also "a scene with a red circle", which
+      :func:`render_claim` writes for a one-item "list" claim meaning *exactly* one), is read as
+      ``exists``: at least one red circle. So the :func:`hard_negative` "an orange star" of the
+      one-item list "two orange stars" (exactly one: false) reads as true of that scene;
+    * a single phrase with a number, "two red circles", "one red circle", "3 stars", is ``count``
+      (exactly n; a one-item list says the same);
+    * two or more phrases joined by ", " and " and " are a ``list`` of exact counts, where
+      "a red circle" in the list means exactly one; the commas are optional (the course's tokenizer
+      drops them, so a model never writes them);
+    * "a" and "an" are interchangeable ("a orange box" is accepted: the meaning does not change);
+      "the" reads like "a" (no check that the object is the only one);
+    * "one red circle" and digits are accepted in a list too, though render_claim writes neither there.
+
+    Examples::
+
+        parse_caption("two small blue boxes")
+        # Claim("count", a=Desc(color="blue", shape="square", size="small"), n=2)
+        parse_caption("left of a blue box there is a red circle")
+        # Claim("relation", a=Desc(color="red", shape="circle"), b=Desc(color="blue", shape="square"),
+        #       rel="left of")
+        parse_caption("a red circle circle")   # None
+
+    Raises:
+        ValueError: if ``text`` is not a str.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"parse_caption expects the caption as a str, got {type(text).__name__}")
+    for _kind, _template, claim in _readings(text):
+        return claim
+    return None
+
+
+def caption_is_true(scene: Scene, text: str) -> bool | None:
+    """Whether the caption ``text`` is true of ``scene``: None when it does not parse
+    (:func:`parse_caption`), else :func:`claim_holds` of its claim.
+
+    Raises:
+        ValueError: if ``text`` is not a str or ``scene`` is not a :class:`Scene`.
+    """
+    if not isinstance(scene, Scene):
+        raise ValueError(f"caption_is_true expects a Scene, got {type(scene).__name__}")
+    claim = parse_caption(text)
+    return None if claim is None else claim_holds(scene, claim)
