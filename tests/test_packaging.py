@@ -31,7 +31,7 @@ from check_resolution import NETWORK_SIGNS  # noqa: E402  (tools/check_resolutio
 
 COLAB_SET = ROOT / "tests" / "cases" / "colab_packages.txt"
 SHIPPED = ["scene_detector.safetensors", "visualbert_scenes.safetensors", "lxmert_scenes.safetensors",
-           "vilbert_scenes.safetensors", "vlbert_scenes.safetensors"]
+           "vilbert_scenes.safetensors", "vlbert_scenes.safetensors", "captioner_scenes.safetensors"]
 # Packages Colab preinstalls that the course must never upgrade or downgrade there.
 COLAB_OWN = ["torch", "torchvision", "numpy", "ipywidgets", "matplotlib", "scipy", "pandas", "scikit-learn",
              "tqdm", "pillow", "transformers", "tokenizers", "safetensors", "scikit-image", "huggingface-hub",
@@ -72,6 +72,9 @@ out["detector_params"] = sum(p.numel() for p in det.parameters())
 for kind in ("visualbert", "lxmert", "vilbert", "vlbert"):
     model, _, meta = load_scene_checkpoint(kind)
     out["models"][kind] = {"params": sum(p.numel() for p in model.parameters()), "tasks": sorted(json.loads(meta["final_losses"]))}
+from vlp_course.recipes.captioning import load_captioner
+model, _, meta = load_captioner()
+out["models"]["captioner"] = {"params": sum(p.numel() for p in model.parameters()), "tasks": sorted(json.loads(meta["final_losses"]))}
 print("RESULT " + json.dumps(out))
 """
 
@@ -115,7 +118,7 @@ def test_the_installed_wheel_loads_every_shipped_file_from_its_own_folder(tmp_pa
     assert not list((tmp_path / "cache").glob("detector-*")), "the installed copy retrained the detector"
     assert not (tmp_path / "cache" / "checkpoints").exists(), "the installed copy retrained a checkpoint"
     assert out["detector_params"] > 10_000
-    assert set(out["models"]) == {"visualbert", "lxmert", "vilbert", "vlbert"}
+    assert set(out["models"]) == {"visualbert", "lxmert", "vilbert", "vlbert", "captioner"}
     assert all(m["params"] > 10_000 and "mlm" in m["tasks"] for m in out["models"].values()), out["models"]
 
 

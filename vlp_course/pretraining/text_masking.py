@@ -23,7 +23,7 @@ from torch import Tensor
 
 from vlp_course.pretraining.losses import IGNORE_INDEX  # -100: no target here (the one definition)
 
-__all__ = ["IGNORE_INDEX", "mask_tokens", "apply_mask_decisions"]
+__all__ = ["IGNORE_INDEX", "mask_tokens", "apply_mask_decisions", "mask_caption_tokens"]
 
 
 
@@ -164,5 +164,83 @@ def mask_tokens(
     pick = torch.randint(0, candidates.numel(), input_ids.shape, generator=generator, device=dev)
     random_ids = candidates[pick]
     masked = apply_mask_decisions(input_ids, selected, uniform, random_ids, mask_token_id, mask_ratio, random_ratio)
+    labels = torch.where(selected, input_ids, torch.full_like(input_ids, IGNORE_INDEX))
+    return masked, labels
+
+
+def mask_caption_tokens(
+    input_ids: Tensor,
+    attention_mask: Tensor,
+    vocab_size: int,
+    mask_token_id: int,
+    *,
+    special_token_ids: Iterable[int] = (),
+    mlm_probability: float = 0.15,
+    max_predictions: int = 3,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Unified VLP's masking for caption generation: a fixed number of caption tokens per caption.
+
+    For each row ``[CLS] w_1 … w_n [SEP]`` (then padding) the number of predictions is
+    ``min(max_predictions, max(1, round(n * mlm_probability)))``, chosen uniformly among the
+    positions ``w_1 … w_n`` **and the final [SEP]** (so the model learns where a caption ends;
+    never [CLS] or padding); each chosen token becomes [MASK] with probability 0.8, a random token
+    with 0.1, or stays (LuoweiZhou/VLP ``vlp/seq2seq_loader.py``, ``Preprocess4Seq2seq.__call__``,
+    with ``--mask_prob 0.15 --max_pred 3`` for COCO captioning in its ``run_img2txt_dist.py``).
+    Unlike :func:`mask_tokens`, every caption gets at least one target.
+
+    Args:
+        input_ids: (B, T) int64 ``[CLS] caption [SEP]`` rows; attention_mask: (B, T), 0 on padding.
+        vocab_size: random replacements are drawn from ``[0, vocab_size)`` minus ``special_token_ids``.
+        mask_token_id: the id of [MASK].
+        special_token_ids: ids never drawn as random replacements.
+        mlm_probability, max_predictions: the share of the n words to predict, and its cap.
+        generator: for reproducible draws.
+
+    Returns:
+        ``(masked_ids, labels)`` (B, T): labels hold the original id at the chosen positions, -100 elsewhere.
+
+    Raises:
+        ValueError: ids not integer (B, T) in the vocabulary, a mask of another shape, a row whose
+            first position is padding or that has no token after [CLS], ``max_predictions`` < 1, or a
+            probability outside [0, 1].
+    """
+    if not isinstance(input_ids, Tensor) or input_ids.ndim != 2 or input_ids.dtype.is_floating_point or input_ids.dtype == torch.bool:
+        raise ValueError(f"input_ids must be an integer (B, T) tensor, got {getattr(input_ids, 'shape', type(input_ids).__name__)}")
+    if not isinstance(attention_mask, Tensor) or attention_mask.shape != input_ids.shape:
+        raise ValueError(f"attention_mask must have the shape of input_ids {tuple(input_ids.shape)}")
+    p = _check_ratio("mlm_probability", mlm_probability)
+    if int(max_predictions) < 1:
+        raise ValueError(f"max_predictions must be >= 1, got {max_predictions}")
+    if not 0 <= int(mask_token_id) < int(vocab_size):
+        raise ValueError(f"mask_token_id must lie in [0, vocab_size={vocab_size}), got {mask_token_id}")
+    if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= vocab_size):
+        raise ValueError(f"input_ids must lie in [0, vocab_size={vocab_size})")
+    real = attention_mask != 0  # (B, T)
+    lengths = real.sum(dim=1)  # (B,) [CLS] + n words + [SEP]
+    if bool((~real[:, 0]).any()) or bool((lengths < 2).any()):
+        raise ValueError("every row must be [CLS] ... [SEP] with [CLS] real and at least one token after it")
+    dev = input_ids.device
+    B, T = input_ids.shape
+
+    # 1. candidates: every real position but [CLS] (the words and the final [SEP])
+    candidate = real.clone()
+    candidate[:, 0] = False  # (B, T)
+    n_words = (lengths - 2).clamp_min(0)  # (B,) words, [CLS] and [SEP] not counted
+    n_pred = torch.clamp(torch.round(n_words.double() * p).long(), min=1, max=int(max_predictions))  # (B,)
+
+    # 2. choose n_pred of the candidates uniformly: the n_pred smallest random keys
+    keys = torch.rand(B, T, generator=generator, device=dev).masked_fill(~candidate, 2.0)  # (B, T)
+    rank = keys.argsort(dim=1).argsort(dim=1)  # (B, T) each position's rank among its row's keys
+    selected = candidate & (rank < n_pred[:, None])  # (B, T)
+
+    # 3. the 80/10/10 decision
+    uniform = torch.rand(B, T, generator=generator, device=dev)
+    specials = sorted({int(i) for i in special_token_ids})
+    pool = torch.arange(int(vocab_size), device=dev)
+    if specials:
+        pool = pool[~torch.isin(pool, torch.as_tensor(specials, device=dev))]
+    random_ids = pool[torch.randint(0, pool.numel(), (B, T), generator=generator, device=dev)]
+    masked = apply_mask_decisions(input_ids, selected, uniform, random_ids, mask_token_id)
     labels = torch.where(selected, input_ids, torch.full_like(input_ids, IGNORE_INDEX))
     return masked, labels
