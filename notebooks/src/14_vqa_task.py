@@ -466,34 +466,50 @@ assert max(prior[q] for q in (colour, shape)) < 0.3 and min(prior[q] for q in ye
 #
 # **By number of objects.** Each image holds one to four objects; more objects mean more to count
 # and more to tell apart. The mix of questions changes too (an image with one object gets no "where"
-# and no "is the … left of …" question), so the table also splits by answer type.
+# and no "is the … left of …" question), so the table also splits by answer type. And the answers'
+# prior changes with the number of objects: on a one-object image a count is almost always 0 or 1,
+# which a model can guess from the question alone. The last column is the question-only model's
+# accuracy on the counting questions: what the prior alone gets.
 
 # %%
 n_objects = lambda p: len(st.ds.scenes[p["image"]].objects)
-print(f"{'objects':>7s} {'questions':>9s} {'all':>6s}  " + "  ".join(f"{k:>7s}" for k in ("yes/no", "number", "other")))
+print(f"{'objects':>7s} {'questions':>9s} {'all':>6s}  " + "  ".join(f"{k:>7s}" for k in ("yes/no", "number", "other"))
+      + f"  {'number, question only':>22s}")
 by_n = {}
 for n in sorted({n_objects(p) for p in predictions}):
     ps = [p for p in predictions if n_objects(p) == n]
     by_n[n] = {"all": float(np.mean([p["accuracy"] for p in ps]))}
     for kind in ("yes/no", "number", "other"):
         by_n[n][kind] = float(np.mean([p["accuracy"] for p in ps if p["answer_type"] == kind]))
-    print(f"{n:7d} {len(ps):9d} {by_n[n]['all']:6.1%}  " + "  ".join(f"{by_n[n][k]:7.1%}" for k in ("yes/no", "number", "other")))
+    by_n[n]["number, question only"] = float(np.mean([p["accuracy"] for p in blind
+                                                      if n_objects(p) == n and p["answer_type"] == "number"]))
+    print(f"{n:7d} {len(ps):9d} {by_n[n]['all']:6.1%}  " + "  ".join(f"{by_n[n][k]:7.1%}" for k in ("yes/no", "number", "other"))
+          + f"  {by_n[n]['number, question only']:22.1%}")
 fig, ax = plt.subplots(figsize=(5, 2.8))
 for kind in ("all", "yes/no", "number", "other"):
     ax.plot(list(by_n), [100 * by_n[n][kind] for n in by_n], marker="o", label=kind, lw=3 if kind == "all" else 1.5)
+ax.plot(list(by_n), [100 * by_n[n]["number, question only"] for n in by_n], ls="--", color="grey", label="number, question only")
 ax.set_xticks(list(by_n)); ax.set_xlabel("objects in the image"); ax.set_ylabel("VQA accuracy (%)"); ax.set_ylim(0, 100)
 ax.legend(fontsize=8, title="answer type", title_fontsize=8); ax.set_title("accuracy by number of objects", fontsize=10)
 plt.show()
 # seeds 0, 1, 2, 3, 4: all questions 80.9 / 87.1 / 84.4 / 84.3 / 82.0% with one object, the best of two to four
 # objects 63.3 / 73.5 / 65.1 / 64.5 / 68.0%;
-# counting (answer type "number") 85.4 / 84.3 / 92.0 / 92.5 / 92.5% with one object, 64.0 / 38.5 / 66.0 / 52.1 / 67.5% with four
+# counting (answer type "number") 85.4 / 84.3 / 92.0 / 92.5 / 92.5% with one object, 64.0 / 38.5 / 66.0 / 52.1 / 67.5% with four;
+# counting with the image minus question only, averaged over 1-4 objects (absolute): 7.2 / 1.4 / 4.4 / 0.0 / 8.4 points
 assert all(by_n[1]["all"] > by_n[n]["all"] + 0.1 for n in by_n if n > 1), "one object is the easiest image"
-assert by_n[1]["number"] > by_n[4]["number"] + 0.15, "counting four objects is harder than counting one"
+assert by_n[1]["number"] > by_n[4]["number"] + 0.15, "counting four objects goes wrong more often than counting one"
+count_gap = np.mean([abs(by_n[n]["number"] - by_n[n]["number, question only"]) for n in by_n])
+print(f"counting, with the image against question only: {100 * count_gap:.1f} points apart on average")
+assert count_gap < 0.12, "at this budget the counts come from the question's prior, not from counting"
 
 # %% [markdown]
 # **What to see.** Accuracy is highest on one-object images and lower on every larger one, and the
 # split by answer type shows it is not only the mix of questions: counting four objects goes wrong far
-# more often than counting one.
+# more often than counting one. But the grey dashed line says why: the question-only model, which never
+# sees the image, does about as well on the counting questions at every number of objects. At this budget
+# the model does not count; it has learned the prior of each count question, and that prior is easy on a
+# one-object image (the answer is nearly always 0 or 1) and hard on a busy one. An accuracy-by-difficulty
+# table can hide a model that scores without looking; the question-only column is what exposes it.
 #
 # **A grid of wrong answers.** One wrong answer (VQA accuracy 0) per question type, drawn on its
 # image with the question, the model's answer and the ten annotators' answers.
