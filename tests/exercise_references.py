@@ -240,3 +240,25 @@ def settled_difference(a, b):
 
 
 REFERENCES["comparison"] = {"layer parameters": layer_parameters, "settled difference": settled_difference}
+
+
+# ==================================================================================================
+# ---- captioning (notebook 17): Unified VLP's mask and beam search ---------------------------------
+# ==================================================================================================
+
+def seq2seq_mask(T, V):
+    """The seq2seq mask without padding (:func:`vlp_course.models.captioning.caption_attention_mask`)."""
+    from vlp_course.models.captioning import caption_attention_mask
+
+    return caption_attention_mask(torch.ones(1, T, dtype=torch.long), torch.ones(1, V, dtype=torch.long))[0]
+
+
+def beam_step(scores, log_probs, done, pad_id):
+    """One image's beam step (:func:`vlp_course.models.captioning.beam_step` on a batch of one)."""
+    from vlp_course.models.captioning import beam_step as step
+
+    s, parent, token = step(scores[None], log_probs[None], done[None], pad_id)
+    return s[0], parent[0], token[0]
+
+
+REFERENCES["captioning"] = {"seq2seq mask": seq2seq_mask, "beam step": beam_step}

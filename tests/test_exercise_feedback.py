@@ -116,7 +116,7 @@ def test_no_part_module_shadows_a_name_of_the_package():
 
     parts = {m.name for m in pkgutil.iter_modules(ex.__path__)}
     assert not parts & set(ex.__all__), f"rename the part module(s) {sorted(parts & set(ex.__all__))}"
-    assert parts >= {"vqa", "nlvr2", "comparison"}
+    assert parts >= {"vqa", "nlvr2", "comparison", "captioning"}
 
 
 def test_the_vqa_parts_accuracy_check_refuses_the_package_function():
@@ -198,6 +198,13 @@ def _kl_renormalised(logits, soft_scores):
 
 
 CASE1 = "region_masking_801010, case '4 regions, global first; one zeroed, one replaced, one kept'"
+def _beam_step_without_freezing(scores, log_probs, done, pad_id):
+    """A finished hypothesis extended like the others: its score keeps falling and it leaves the beam."""
+    K, vocab = log_probs.shape
+    top, flat = (scores[:, None] + log_probs).reshape(-1).topk(K)
+    return top, flat // vocab, flat % vocab
+
+
 WRONG = [
     ("pretraining", "check_region_masking_801010", lambda *a, **k: (_masking(*a, **k)[0], _masking(*a, **k)[1][..., None]),
      f"{CASE1}: output #2 has shape (1, 4, 1), expected (1, 4)"),
@@ -263,6 +270,12 @@ WRONG = [
     ("comparison", "check_settled", lambda a, b: (float(np.mean(a) - np.mean(b)),  # population variances
                                                   float(np.sqrt(np.var(a) / len(a) + np.var(b) / len(b))), True),
      "settled difference, case 'a clear lead': output #2 is 0.00527046, expected 0.00645497"),
+    ("captioning", "check_seq2seq_mask", lambda T, V: torch.tril(torch.ones(T + V, T + V, dtype=torch.bool)),
+     "seq2seq mask, case 'T = 2, V = 1': the output: 3 of 9 values differ; first at index (0, 2): yours False, "
+     "expected True"),  # one triangle over everything: [CLS] cannot see the regions, the regions see the caption
+    ("captioning", "check_beam_step", _beam_step_without_freezing,
+     "beam step, case 'K = 4, two finished': output #1: 3 of 4 values differ; first at index (0,): yours -0.884792, "
+     "expected -0.725125"),
     ("vqa", "check_vqa_losses", lambda z, t: 0.0,
      "VQA losses (BCE, KL), case 'one question, 3 answers': your function returned a float; expected a tuple (bce, kl) "
      "of two numbers"),
