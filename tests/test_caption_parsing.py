@@ -277,3 +277,17 @@ def test_commas_are_optional_as_the_word_tokenizer_drops_them():
     assert with_commas == parse_caption("a red circle a blue box and a star") == parse_caption("a red circle, a blue box, and a star")
     assert with_commas.kind == "list" and len(with_commas.items) == 3
     assert parse_caption("a red circle a blue box") is None  # still no list without "and"
+
+
+def test_a_list_adds_up_repeated_items_and_refuses_overlapping_ones():
+    # captioners write lists that repeat an item; each phrase is one more object
+    two = parse_caption("the picture shows a white triangle and a white triangle")
+    assert two == Claim("list", items=((Desc(color="white", shape="triangle"), 2),))
+    three = parse_caption("two red circles and a red circle")
+    assert three == Claim("list", items=((Desc(color="red", shape="circle"), 3),))
+    # one object could match both descriptions: no single reading
+    assert parse_caption("a red circle and a circle") is None
+    assert parse_caption("a red circle and a small thing") is None
+    # disjoint descriptions stay separate items
+    assert parse_caption("a red circle and a blue circle") == Claim(
+        "list", items=((Desc(color="red", shape="circle"), 1), (Desc(color="blue", shape="circle"), 1)))

@@ -443,6 +443,25 @@ def _phrase(text: str) -> _Phrase | None:
     return _Phrase(Desc(color=m["color"], shape=shape, size=_SIZE_MEANING.get(m["size"])), n, article)
 
 
+def _disjoint(a: Desc, b: Desc) -> bool:
+    """Whether no object can match both: some attribute is stated by both, with different values."""
+    return any(x is not None and y is not None and x != y
+               for x, y in ((a.color, b.color), (a.shape, b.shape), (a.size, b.size)))
+
+
+def _list_claim(items: list[_Phrase]) -> Claim | None:
+    """A list of exact counts. The same description said twice counts twice ("a white triangle and a
+    white triangle": two white triangles); two descriptions that one object could both match ("a red
+    circle and a circle") have no single reading: None. render_claim writes neither."""
+    counts: dict[Desc, int] = {}
+    for desc, n, _ in items:
+        counts[desc] = counts.get(desc, 0) + n
+    descs = list(counts)
+    if any(not _disjoint(a, b) for i, a in enumerate(descs) for b in descs[i + 1:]):
+        return None
+    return Claim("list", items=tuple(counts.items()))
+
+
 def _claim_from_match(kind: str, m: re.Match) -> Claim | None:
     """The claim stated by a template match, or None when its slots break the template's rules."""
     if kind == "relation":
@@ -457,7 +476,7 @@ def _claim_from_match(kind: str, m: re.Match) -> Claim | None:
         if len(items) == 1:  # one phrase alone: read as "exists" or "count" (see parse_caption)
             desc, n, article = items[0]
             return Claim("exists", a=desc) if article else Claim("count", a=desc, n=n)
-        return Claim("list", items=tuple((desc, n) for desc, n, _ in items))
+        return _list_claim(items)
     p = _phrase(m["x"])
     if p is None:
         return None
@@ -514,7 +533,9 @@ def parse_caption(text: str) -> Claim | None:
     * a single phrase with a number, "two red circles", "one red circle", "3 stars", is ``count``
       (exactly n; a one-item list says the same);
     * two or more phrases joined by ", " and " and " are a ``list`` of exact counts, where
-      "a red circle" in the list means exactly one; the commas are optional (the course's tokenizer
+      "a red circle" in the list means exactly one; a description said twice adds up ("a white
+      triangle and a white triangle" claims two), and descriptions one object could both match
+      ("a red circle and a circle") give None; the commas are optional (the course's tokenizer
       drops them, so a model never writes them);
     * "a" and "an" are interchangeable ("a orange box" is accepted: the meaning does not change);
       "the" reads like "a" (no check that the object is the only one);
