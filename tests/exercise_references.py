@@ -253,11 +253,11 @@ def seq2seq_mask(T, V):
     return caption_attention_mask(torch.ones(1, T, dtype=torch.long), torch.ones(1, V, dtype=torch.long))[0]
 
 
-def beam_step(scores, log_probs, done, pad_id):
+def beam_step(scores, log_probs, done):
     """One image's beam step (:func:`vlp_course.models.captioning.beam_step` on a batch of one)."""
     from vlp_course.models.captioning import beam_step as step
 
-    s, parent, token = step(scores[None], log_probs[None], done[None], pad_id)
+    s, parent, token = step(scores[None], log_probs[None], done[None])
     return s[0], parent[0], token[0]
 
 

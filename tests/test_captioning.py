@@ -240,19 +240,76 @@ def _sequence_log_prob(model, feats, vmask, words) -> float:
 
 
 def test_beam_search_finds_the_best_caption_when_the_beam_holds_every_hypothesis():
-    # vocabulary: 5 specials + 3 words; allowed tokens: [SEP] and 3 words. Captions of at most 3 tokens:
-    # 13 finished ones ([SEP], w [SEP], w w [SEP]). A beam of 64 never drops a hypothesis, so its answer is
-    # the best finished caption by exhaustive enumeration.
+    # vocabulary: 5 specials + 3 words; allowed tokens: [SEP] and 3 words. With at most 3 tokens the answer is the
+    # best of the 13 finished captions ([SEP], w [SEP], w w [SEP]) and the 27 three-word ones the limit cut (Unified
+    # VLP's back-tracking also takes the last step's hypotheses). A beam of 64 drops nothing: exhaustive search.
     with torch.no_grad():
         for seed in range(3):
             model = tiny(vocab=8, seed=seed)
             feats, vmask = regions(B=1, seed=seed)
-            candidates = [list(w) + [SEP] for n in range(3) for w in itertools.product([5, 6, 7], repeat=n)]
-            scored = [(_sequence_log_prob(model, feats, vmask, c), c) for c in candidates]
+            finished = [list(w) + [SEP] for n in range(3) for w in itertools.product([5, 6, 7], repeat=n)]
+            cut = [list(w) for w in itertools.product([5, 6, 7], repeat=3)]
+            scored = [(_sequence_log_prob(model, feats, vmask, c), c) for c in finished + cut]
             best_score, best = max(scored)
             dec = beam_search(model, feats, vmask, special_ids=IDS, beam_size=64, max_length=3)
             assert dec.ids[0].tolist()[:len(best) + 1] == [CLS] + best
             assert abs(float(dec.scores[0]) - best_score) < 1e-4
+
+
+@torch.no_grad()
+def _unified_vlp_beam(model, feats, vmask, K, max_length, *, frames_too=False):
+    """Unified VLP's beam search written plainly (LuoweiZhou/VLP pytorch_pretrained_bert/modeling.py,
+    BertForSeq2SeqDecoder.beam_search, length penalty 0): each step keeps the K best extensions of the
+    unfinished hypotheses (a finished one's extensions get -10000); the answer is the best hypothesis that
+    ended in [SEP] at any step, or of the last step."""
+    banned = torch.tensor([CLS, MASK, PAD, UNK])
+    beam, frames = [(0.0, [CLS])], []
+    for _ in range(max_length):
+        extensions = []
+        for score, seq in beam:
+            if seq[-1] == SEP:
+                continue
+            inp = torch.tensor([seq + [MASK]])
+            logits = model(inp, feats, torch.ones_like(inp), vmask, mode="seq2seq").logits["mlm"][0, -1]
+            logits[banned] = float("-inf")
+            logp = torch.log_softmax(logits, -1)
+            extensions += [(score + float(logp[w]), seq + [w]) for w in range(len(logp)) if w not in banned.tolist()]
+        beam = sorted(extensions, key=lambda x: -x[0])[:K]
+        frames.append(beam)
+        if all(seq[-1] == SEP for _, seq in beam):
+            break
+    options = [(s, seq) for f, frame in enumerate(frames) for s, seq in frame if seq[-1] == SEP or f == len(frames) - 1]
+    best = max(options, key=lambda x: x[0])
+    return (best, frames) if frames_too else best
+
+
+def test_beam_search_equals_unified_vlps_search():
+    # includes a finished caption that an unfinished one pushes out of the beam before the end: the answer is still
+    # the best finished one if it beats the last step (the reviewer's case: [SEP] at step 1 scoring -2.4)
+    with torch.no_grad():
+        for seed in range(4):
+            model = tiny(vocab=10, seed=seed)
+            feats, vmask = regions(B=2, seed=seed)
+            for K in (2, 3):
+                dec = beam_search(model, feats, vmask, special_ids=IDS, beam_size=K, max_length=5)
+                for b in range(2):
+                    score, seq = _unified_vlp_beam(model, feats[b:b + 1], vmask[b:b + 1], K, 5)
+                    got = [t for t in dec.ids[b].tolist() if t != PAD]
+                    assert got == seq, (seed, K, b, got, seq)
+                    assert abs(float(dec.scores[b]) - score) < 1e-4
+
+
+def test_a_finished_caption_is_not_lost_when_the_beam_moves_on():
+    # [SEP] enters the beam at step 1; at step 2 both beam slots go to extensions that score higher, so a search
+    # that kept finished captions *in* the beam would drop it; the unfinished ones then fall below it by the end
+    model = tiny(vocab=9, seed=3)
+    feats, vmask = regions(B=1, seed=3)
+    with torch.no_grad():
+        model.cls.predictions.bias[SEP] = 1.0
+    (score, seq), frames = _unified_vlp_beam(model, feats, vmask, 2, 6, frames_too=True)
+    assert seq == [CLS, SEP] and sum(s > score for s, _ in frames[1]) == 2 and len(frames) == 6  # the scenario
+    dec = beam_search(model, feats, vmask, special_ids=IDS, beam_size=2, max_length=6)
+    assert [t for t in dec.ids[0].tolist() if t != PAD] == seq and abs(float(dec.scores[0]) - score) < 1e-4
 
 
 def test_decoding_errors():
@@ -266,6 +323,11 @@ def test_decoding_errors():
         greedy_decode(model, feats, vmask, special_ids={"cls": CLS})
     with pytest.raises(ValueError, match=r"\(B, V, F\)"):
         greedy_decode(model, feats[0], special_ids=IDS)
+    blind = vmask.clone()
+    blind[1] = 0  # an image with no real region: nothing to caption
+    for decode in (greedy_decode, beam_search):
+        with pytest.raises(ValueError, match="at least one real region"):
+            decode(model, feats, blind, special_ids=IDS)
 
 
 # ---- the shipped captioner -------------------------------------------------------------------------
@@ -319,6 +381,8 @@ def test_baselines_and_generation_refuse_bad_images(shipped):
     assert counts[most_frequent_caption(ad)] == max(counts.values())
     # a training image's nearest training image is itself (cosine distance 0): its own first caption
     assert nearest_image_captions(ad, [0, 5]) == [st.ds.captions[0][0], st.ds.captions[5][0]]
+    with pytest.raises(ValueError, match="integers"):
+        generate_captions(model, ad, [st.n_train + 0.9])
     n = st.feats.shape[0]
     for bad in ([n], [-1]):
         with pytest.raises(ValueError, match="image indices"):

@@ -198,11 +198,18 @@ def _kl_renormalised(logits, soft_scores):
 
 
 CASE1 = "region_masking_801010, case '4 regions, global first; one zeroed, one replaced, one kept'"
-def _beam_step_without_freezing(scores, log_probs, done, pad_id):
-    """A finished hypothesis extended like the others: its score keeps falling and it leaves the beam."""
+def _beam_step_extending_finished(scores, log_probs, done):
+    """A finished hypothesis extended like the others: it comes back into the beam."""
     K, vocab = log_probs.shape
     top, flat = (scores[:, None] + log_probs).reshape(-1).topk(K)
     return top, flat // vocab, flat % vocab
+
+
+def _beam_step_true_division(scores, log_probs, done):
+    K, vocab = log_probs.shape
+    live = torch.where(done, torch.full_like(scores, float("-inf")), scores)
+    top, flat = (live[:, None] + log_probs).reshape(-1).topk(K)
+    return top, flat / vocab, flat % vocab
 
 
 WRONG = [
@@ -273,9 +280,12 @@ WRONG = [
     ("captioning", "check_seq2seq_mask", lambda T, V: torch.tril(torch.ones(T + V, T + V, dtype=torch.bool)),
      "seq2seq mask, case 'T = 2, V = 1': the output: 3 of 9 values differ; first at index (0, 2): yours False, "
      "expected True"),  # one triangle over everything: [CLS] cannot see the regions, the regions see the caption
-    ("captioning", "check_beam_step", _beam_step_without_freezing,
-     "beam step, case 'K = 4, two finished': output #1: 3 of 4 values differ; first at index (0,): yours -0.884792, "
-     "expected -0.725125"),
+    ("captioning", "check_beam_step", _beam_step_extending_finished,
+     "beam step, case 'K = 3, the best one finished': output #1: 3 of 3 values differ; first at index (0,): yours "
+     "-1.6308, expected -2.05155"),
+    ("captioning", "check_beam_step", _beam_step_true_division,
+     "beam step, case 'K = 2, nothing finished': parent and token must be integer tensors (use // and %, not /): "
+     "they are indices"),
     ("vqa", "check_vqa_losses", lambda z, t: 0.0,
      "VQA losses (BCE, KL), case 'one question, 3 answers': your function returned a float; expected a tuple (bce, kl) "
      "of two numbers"),

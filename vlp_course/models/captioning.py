@@ -220,6 +220,10 @@ def _check_decoding(visual_feats: Tensor, visual_attention_mask: Tensor | None, 
     if visual_attention_mask is None:
         return torch.ones(B, V, dtype=torch.long, device=visual_feats.device)
     check_keep_mask(visual_attention_mask, (B, V), "visual_attention_mask")
+    empty = ~(visual_attention_mask != 0).any(dim=1)  # (B,)
+    if bool(empty.any()):
+        raise ValueError(f"every image needs at least one real region to be captioned; rows "
+                         f"{empty.nonzero().flatten().tolist()[:5]} of visual_attention_mask are all 0")
     return visual_attention_mask
 
 
@@ -261,7 +265,8 @@ def greedy_decode(model: VisualBertForCaptioning, visual_feats: Tensor, visual_a
         :class:`Decoded`.
 
     Raises:
-        ValueError: features not (B, V, F) with V >= 1, a bad mask or ``max_length``, or a missing special id.
+        ValueError: features not (B, V, F) with V >= 1, a bad mask (or an image whose regions are all
+            padding), a bad ``max_length``, or a missing special id.
     """
     vmask = _check_decoding(visual_feats, visual_attention_mask, max_length, special_ids)
     model.eval()
@@ -284,18 +289,16 @@ def greedy_decode(model: VisualBertForCaptioning, visual_feats: Tensor, visual_a
     return Decoded(words, scores, lengths)
 
 
-def beam_step(scores: Tensor, log_probs: Tensor, done: Tensor, pad_id: int) -> tuple[Tensor, Tensor, Tensor]:
-    """One step of beam search: the K best one-token extensions of the K hypotheses of each image.
+def beam_step(scores: Tensor, log_probs: Tensor, done: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """One step of beam search: the K best one-token extensions of the unfinished hypotheses of each image.
 
-    A finished hypothesis (``done``) has exactly one extension, ``[PAD]`` at no cost, so it keeps its
-    score and competes with the others (Unified VLP's ``beam_search`` keeps finished hypotheses in
-    the beam the same way).
+    A finished hypothesis (``done``: it has produced [SEP]) has no extension: it leaves the beam, and
+    :func:`beam_search` remembers it (Unified VLP's ``beam_search`` adds -10000 to its extensions).
 
     Args:
         scores: (B, K) each hypothesis's sum of log-probabilities (-inf for an empty slot).
         log_probs: (B, K, vocab) log-probabilities of the next token after each hypothesis.
         done: (B, K) bool, the hypotheses that have produced [SEP].
-        pad_id: the id of [PAD].
 
     Returns:
         ``(scores, parent, token)``, each (B, K): the new hypotheses' scores in decreasing order, the
@@ -308,10 +311,8 @@ def beam_step(scores: Tensor, log_probs: Tensor, done: Tensor, pad_id: int) -> t
         raise ValueError(f"scores and done must be (B, K) and log_probs (B, K, vocab), got {tuple(scores.shape)}, "
                          f"{tuple(done.shape)} and {tuple(log_probs.shape)}")
     B, K, vocab = log_probs.shape
-    frozen = torch.full_like(log_probs, float("-inf"))
-    frozen[..., pad_id] = 0.0  # a finished hypothesis continues with [PAD] at no cost
-    log_probs = torch.where(done[..., None], frozen, log_probs)
-    total = (scores[..., None] + log_probs).reshape(B, K * vocab)  # (B, K*vocab): every extension
+    live = torch.where(done, torch.full_like(scores, float("-inf")), scores)  # (B, K): finished ones extend nowhere
+    total = (live[..., None] + log_probs).reshape(B, K * vocab)  # (B, K*vocab): every extension
     new_scores, flat = total.topk(K, dim=-1)  # (B, K)
     return new_scores, flat // vocab, flat % vocab  # which hypothesis, which token
 
@@ -321,11 +322,13 @@ def beam_search(model: VisualBertForCaptioning, visual_feats: Tensor, visual_att
                 special_ids: dict, beam_size: int = 5, max_length: int = 20, banned_ids: Iterable[int] = ()) -> Decoded:
     """Beam search: keep the ``beam_size`` most likely partial captions, extend each by every word.
 
-    As Unified VLP's ``beam_search`` with its default length penalty 0: a hypothesis's score is the
-    sum of its tokens' log-probabilities; one that has produced ``[SEP]`` stays in the beam with its
-    score frozen (it is extended by ``[PAD]`` at no cost), and the search ends when every hypothesis
-    in the beam is finished or after ``max_length`` tokens. The answer is the best finished
-    hypothesis, or the best unfinished one if none finished. ``beam_size=1`` is greedy decoding.
+    As Unified VLP's ``beam_search`` (LuoweiZhou/VLP ``pytorch_pretrained_bert/modeling.py``) with its
+    default length penalty 0: a hypothesis's score is the sum of its tokens' log-probabilities; at each
+    step the K best extensions of the unfinished hypotheses form the new beam (:func:`beam_step`); a
+    hypothesis that produces ``[SEP]`` is finished: it is remembered and extends no further. The search
+    ends when every hypothesis of a step is finished, or after ``max_length`` tokens. The answer is the
+    best of all finished hypotheses and of the last step's hypotheses (Unified VLP's back-tracking
+    picks among the same). ``beam_size=1`` is greedy decoding.
 
     Args:
         visual_feats, visual_attention_mask, special_ids, max_length, banned_ids: as :func:`greedy_decode`.
@@ -350,19 +353,31 @@ def beam_search(model: VisualBertForCaptioning, visual_feats: Tensor, visual_att
     scores = torch.zeros(B, K, device=dev)
     scores[:, 1:] = float("-inf")  # at the start the K hypotheses are the same: expand only the first
     done = torch.zeros(B, K, dtype=torch.bool, device=dev)
+    best_score = torch.full((B,), float("-inf"), device=dev)  # the best finished hypothesis so far
+    best = torch.full((B, 1 + max_length), pad, dtype=torch.long, device=dev)
+    image = torch.arange(B, device=dev)
     for _ in range(max_length):
         logp = _next_log_probs(model, words, feats, vm, special_ids, banned).view(B, K, -1)  # (B, K, vocab)
-        scores, parent, tok = beam_step(scores, logp, done, pad)  # (B, K) each
-        rows = (parent + torch.arange(B, device=dev)[:, None] * K).view(-1)  # (B*K,) rows of ``words``
+        scores, parent, tok = beam_step(scores, logp, done)  # (B, K) each
+        rows = (parent + image[:, None] * K).view(-1)  # (B*K,) rows of ``words``
         words = torch.cat([words[rows], tok.view(-1, 1)], dim=1)  # (B*K, t+1)
-        done = done.gather(1, parent) | (tok == sep)
+        done = tok == sep  # (B, K) finished at this step
+        top, k = torch.where(done, scores, torch.full_like(scores, float("-inf"))).max(dim=1)  # (B,)
+        better = top > best_score
+        if bool(better.any()):
+            t = words.shape[1]
+            best[better, :t] = words[(k + image * K)[better]]
+            best_score = torch.where(better, top, best_score)
         if bool(done.all()):
             break
-    # the best finished hypothesis per image, else the best of all
-    pick = torch.where(done, scores, scores - 1e9).argmax(dim=-1)  # (B,)
-    rows = pick + torch.arange(B, device=dev) * K
-    best = words[rows]  # (B, t)
+    # the last step's hypotheses, finished or not, compete with the remembered ones
+    top, k = scores.max(dim=1)  # (B,)
+    last = top > best_score
+    t = words.shape[1]
+    best[last, :t] = words[(k + image * K)[last]]
+    best[last, t:] = pad
+    best_score = torch.where(last, top, best_score)
     real = (best != pad).any(dim=0).nonzero()  # columns that some caption uses
     best = best[:, : int(real.max()) + 1]  # (B, t') no column of padding only
     lengths = ((best != sep) & (best != pad)).sum(dim=1) - 1  # words only: not [CLS], [SEP] or padding
-    return Decoded(best, scores.gather(1, pick[:, None]).squeeze(1), lengths)
+    return Decoded(best, best_score, lengths)

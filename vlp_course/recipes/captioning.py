@@ -111,6 +111,14 @@ def finetune_captioner(model: VisualBertForCaptioning, adapter: VisualBertAdapte
                                                    seed=recipe.seed, progress=progress), device=device)
 
 
+def _image_indices(images) -> Tensor:
+    """Image indices as a flat int64 tensor; floats and booleans are refused (1700.9 is not an image)."""
+    t = torch.as_tensor(images)
+    if t.dtype == torch.bool or t.dtype.is_floating_point or t.dtype.is_complex:
+        raise ValueError(f"image indices must be integers, got {t.dtype}")
+    return t.long().reshape(-1)
+
+
 def caption_text(adapter: VisualBertAdapter, ids: Tensor) -> str:
     """The words of one decoded row ``[CLS] w_1 … [SEP] [PAD] …`` as a caption string."""
     stop = {adapter.st.ids[SEP], adapter.st.ids[PAD]}
@@ -130,7 +138,7 @@ def generate_captions(model: VisualBertForCaptioning, adapter: VisualBertAdapter
     Raises:
         ValueError: an image index outside the scenes, or the decoders' errors.
     """
-    img = torch.as_tensor(images, dtype=torch.long).reshape(-1)
+    img = _image_indices(images)
     n = adapter.st.feats.shape[0]
     if img.numel() and (int(img.min()) < 0 or int(img.max()) >= n):
         raise ValueError(f"image indices must lie in [0, {n}), got {int(img.min())} .. {int(img.max())}")
@@ -168,7 +176,7 @@ def nearest_image_captions(adapter: VisualBertAdapter, images) -> list[str]:
     from sklearn.neighbors import NearestNeighbors
 
     st = adapter.st
-    img = torch.as_tensor(images, dtype=torch.long).reshape(-1)
+    img = _image_indices(images)
     if img.numel() and (int(img.min()) < 0 or int(img.max()) >= st.feats.shape[0]):
         raise ValueError(f"image indices must lie in [0, {st.feats.shape[0]}), got {int(img.min())} .. {int(img.max())}")
     m = st.region_mask.float()[..., None]  # (I, N, 1)
