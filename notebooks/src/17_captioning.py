@@ -4,7 +4,8 @@
 # The four models of Part 4 *read*: they take an image and a sentence and say something about the
 # pair (a matching score, an answer, true or false). None of them wrote a caption. Their close
 # relative **Unified VLP** (Zhou et al., 2020) showed that a BERT-style encoder can write, too, and
-# that the only thing to change is the **attention mask**: who may look at whom. If a word may look
+# that the main thing to change is the **attention mask**: who may look at whom (the original also
+# gives the generating mode its own segment ids; we keep VisualBERT's). If a word may look
 # at the image and at the words *before* it, but never at the words after it, then predicting a
 # masked word is predicting the next word, and the encoder has become a left-to-right language
 # model conditioned on the image. Oscar (Li et al., 2020) captioned the same way.
@@ -23,11 +24,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from vlp_course.data.caption_metrics import caption_scores, java_available
-from vlp_course.data.captions import COLORS, caption_is_true, parse_caption
-from vlp_course.models.captioning import VisualBertForCaptioning, beam_search, caption_attention_mask, greedy_decode
+from vlp_course.data.caption_metrics import caption_scores
+from vlp_course.data.captions import COLORS, caption_is_true
+from vlp_course.models.captioning import caption_attention_mask, greedy_decode
 from vlp_course.pretraining.text_masking import mask_caption_tokens
-from vlp_course.recipes.captioning import (CaptionRecipe, caption_text, captioner_from_pretrained, finetune_captioner,
+from vlp_course.recipes.captioning import (CaptionRecipe, captioner_from_pretrained, finetune_captioner,
                                            generate_captions, load_captioner, most_frequent_caption,
                                            nearest_image_captions, special_ids)
 from vlp_course.viz import explore
@@ -95,8 +96,8 @@ assert s2s[:, 0].all() and s2s[:, T:].all(), "everyone sees [CLS] and the region
 
 # %% [markdown]
 # **What to see.** On the left, a full grey square: everything sees everything. On the right, the
-# caption's block (top left, without the `[CLS]` row and column) is a lower triangle, the two
-# columns of the source (`[CLS]` and the regions) are full, and the region rows see only the source.
+# caption's block (top left, without the `[CLS]` row and column) is a lower triangle, the source's
+# columns (`[CLS]` and every region) are full, and the region rows see only the source.
 #
 # The mask is a promise about information flow, and we can test the promise on the real model:
 # change a later word of the caption and the model's outputs at earlier positions must not move; change
@@ -125,8 +126,8 @@ with torch.no_grad():
 # ## 2. Training: predict a few masked caption words
 #
 # Unified VLP fine-tunes for captioning with masked language modelling on the **caption only**, under
-# the seq2seq mask: 15% of a caption's tokens, at least one and at most three, chosen among its words
-# **and its final `[SEP]`** (so the model learns where a caption ends), each replaced by `[MASK]` (80%),
+# the seq2seq mask: as many tokens as 15% of its words, rounded, at least one and at most three, chosen
+# among its words **and its final `[SEP]`** (so the model learns where a caption ends), each replaced by `[MASK]` (80%),
 # a random word (10%) or left as it is (10%). `mask_caption_tokens` does exactly that. Four
 # training captions, masked:
 
@@ -214,8 +215,9 @@ print("greedy decoding by hand = greedy_decode on 8 images;", "e.g.", " ".join(s
 # %% [markdown]
 # Greedy decoding commits to the most likely word at every step. **Beam search** keeps the
 # `beam_size` most likely *partial* captions instead, extends each by every word, and keeps the best
-# `beam_size` of all the extensions; a caption that has ended stays in the beam with its score (the
-# sum of its words' log-probabilities). With beam 1 it is greedy decoding. Captions of a few held-out
+# `beam_size` of all the extensions (a score is the sum of the words' log-probabilities). A caption
+# that has ended with `[SEP]` is set aside with its score and extended no further; at the end the best
+# of the captions set aside and of the last step's wins. With beam 1 it is greedy decoding. Captions of a few held-out
 # images, greedy and with beam 5, with a mark saying whether each is true of its image:
 
 # %%
@@ -245,7 +247,7 @@ plt.tight_layout(); plt.show()
 
 # %% [markdown]
 # **What to see.** The captions are grammatical and mostly true, and they are *short*: the model
-# mentions one object, often with its colour, where the references list every object. Beam search makes
+# usually mentions one object, often with its colour, where one reference in five lists every object. Beam search makes
 # this stronger. That is a known property of maximising likelihood: every extra word multiplies the
 # probability by a number below one, so short, safe captions win (Unified VLP's decoder has a length
 # penalty for this reason; its default is off, as here). Pick any held-out image below.
@@ -287,7 +289,7 @@ note = scores[f"captioner, beam {CFG['beam']}"].note
 if note:
     print(note)
 b5 = scores[f"captioner, beam {CFG['beam']}"]
-# captioner beam 5: BLEU-4 0.393, CIDEr-D 1.019; nearest image 0.262, 0.961; most frequent 0.147, 0.226
+# captioner beam 5: BLEU-4 0.392, CIDEr-D 1.018; nearest image 0.262, 0.961; most frequent 0.147, 0.226
 assert b5["CIDEr-D"] > 2 * scores["most frequent caption"]["CIDEr-D"] and b5["BLEU-4"] > scores["nearest training image"]["BLEU-4"]
 
 # %% [markdown]
@@ -332,13 +334,16 @@ ax.set_title("how often a caption is true", fontsize=10)
 plt.show()
 ship, nearest = truth[f"captioner, beam {CFG['beam']}"], truth["nearest training image"]
 live_truth = truth[f"live ({CFG['live_steps']} steps), beam {CFG['beam']}"]
-# the shipped captioner: 95.7% and 15.7%; greedy 89.0% and 10.7%; the live run (seeds 0, 1, 2): 73.3 / 65.7 / 91.3%
-# true of its own image, 6.7 / 13.7 / 20.3% of another
+# the shipped captioner: 92.7% and 15.7%; greedy 86.3% and 10.7%; the live run (seeds 0, 1, 2): 53.0 / 57.7 / 85.0%
+# true of its own image, 6.3 / 13.0 / 20.0% of another
 assert ship["own"] >= CFG["min_true_own"] and ship["other"] <= CFG["max_true_other"], "the targets"
-assert live_truth["own"] > 0.5 and live_truth["other"] < CFG["max_true_other"], "300 steps already write mostly true captions"
+frequent = truth["most frequent caption"]
+assert 0.2 < frequent["own"] < 0.45 and abs(frequent["own"] - frequent["other"]) < 0.1, "about a third, own image or not"
+assert live_truth["own"] > frequent["own"] + 0.1 and live_truth["other"] < CFG["max_true_other"], \
+    "after 300 steps, true more often than the most frequent caption, and specific"
 cider = {name: scores[name]["CIDEr-D"] for name in systems}
-assert nearest["own"] < 0.6 and cider["nearest training image"] > 0.8 * cider[f"captioner, beam {CFG['beam']}"], \
-    "CIDEr-D nearly ties a caption true less than 60% of the time with one true more than 90%"
+assert nearest["own"] < 0.5 and cider["nearest training image"] > 0.8 * cider[f"captioner, beam {CFG['beam']}"], \
+    "CIDEr-D nearly ties captions fewer than half of which are true with captions more than 90% true"
 
 fig, ax = plt.subplots(figsize=(5.5, 3.6))
 for name in systems:
@@ -349,7 +354,7 @@ ax.set_xlim(0, 1.4); ax.set_ylim(0, 105); ax.set_title("the n-gram metric and th
 plt.show()
 
 # %% [markdown]
-# **What to see.** The shipped captioner's beam-5 captions are true of their own image about 96% of
+# **What to see.** The shipped captioner's beam-5 captions are true of their own image about 93% of
 # the time and of a random other image about 16%: true, and mostly specific to their image. Greedy
 # captions are a little less often true and a little more specific. In the scatter plot, the nearest
 # training image's caption sits almost level with the captioner on CIDEr-D (and above it on METEOR,
@@ -371,7 +376,10 @@ def recolour(text, scene):
         if w in COLORS:
             for c in COLORS:
                 if c != w:
-                    cand = " ".join(words[:k] + [c] + words[k + 1:])
+                    before = words[:k]
+                    if before and before[-1] in ("a", "an"):  # keep the article right: "an orange", "a red"
+                        before = before[:-1] + ["an" if c[0] in "aeiou" else "a"]
+                    cand = " ".join(before + [c] + words[k + 1:])
                     if caption_is_true(scene, cand) is False:
                         return cand
     return None
@@ -395,7 +403,7 @@ for name, s, caps in (("the true caption", true_scores, [p[1] for p in pairs]), 
 ratios = {m: false_scores[m] / true_scores[m] for m in metrics}
 print("false / true:", {m: round(r, 2) for m, r in ratios.items()})
 assert all(caption_is_true(scenes[img], false) is False for img, _, false, _ in pairs)
-# false / true: BLEU-1 0.88, BLEU-4 0.74, ROUGE-L 0.88, CIDEr-D 0.52, METEOR 0.87 (the references are fixed: no seed)
+# false / true: BLEU-1 0.88, BLEU-4 0.75, ROUGE-L 0.89, CIDEr-D 0.52, METEOR 0.87 (the references are fixed: no seed)
 assert all(ratios[m] > 0.8 for m in ("BLEU-1", "ROUGE-L", "METEOR") if m in ratios), "most of the score for a false caption"
 assert 0.3 < ratios["CIDEr-D"] < 0.8 and ratios["BLEU-4"] > 0.6, "CIDEr-D punishes the change most, and still gives half"
 
@@ -422,7 +430,7 @@ print(f"notebook time: {time.perf_counter() - T0:.0f} s")
 # %% [markdown]
 # ## Exercises
 #
-# **Exercise 1 — the seq2seq mask.** Return the (T + V, T + V) bool mask of Unified VLP's seq2seq mode for
+# **Exercise 1 — the seq2seq mask.** Return the (T + V, T + V) bool tensor of Unified VLP's seq2seq mode for
 # `[CLS] caption [SEP]` (T tokens, position 0 is `[CLS]`) followed by V regions, no padding:
 # `mask[i, j]` is True when position i may attend to position j.
 
@@ -445,18 +453,16 @@ check_seq2seq_mask(my_seq2seq_mask)
 # %% [markdown]
 # **Exercise 2 — one step of beam search.** `scores` (K,) holds the K hypotheses' summed
 # log-probabilities, `log_probs` (K, vocab) the next token's log-probabilities after each, `done` (K,)
-# which hypotheses have ended. A finished hypothesis has one extension only, `pad_id`, at no cost.
-# Return the K best extensions, best first: their scores (K,), the hypothesis each extends (K,) and the
-# token it adds (K,).
+# which hypotheses have already ended with `[SEP]`. A finished hypothesis is not extended. Return the K
+# best extensions of the others, best first: their scores (K,), the hypothesis each extends (K,, an
+# integer index) and the token it adds (K,, an integer id).
 
 # %%
-def my_beam_step(scores, log_probs, done, pad_id):
+def my_beam_step(scores, log_probs, done):
     ### BEGIN SOLUTION
     K, vocab = log_probs.shape
-    frozen = torch.full_like(log_probs, float("-inf"))
-    frozen[:, pad_id] = 0.0
-    log_probs = torch.where(done[:, None], frozen, log_probs)
-    best, flat = (scores[:, None] + log_probs).reshape(-1).topk(K)
+    live = torch.where(done, torch.full_like(scores, float("-inf")), scores)  # finished: no extension
+    best, flat = (live[:, None] + log_probs).reshape(-1).topk(K)
     return best, flat // vocab, flat % vocab
     ### END SOLUTION
 
