@@ -9,6 +9,7 @@ a generated batch, then G so that D labels its samples real.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -17,7 +18,8 @@ from torch import Tensor, nn
 
 from vlp_course.training import History, TrainConfig, train
 
-__all__ = ["Generator", "Discriminator", "GAN", "discriminator_loss", "generator_loss", "train_gan", "GANTrace"]
+__all__ = ["Generator", "Discriminator", "GAN", "discriminator_loss", "generator_loss", "train_gan", "GANTrace",
+           "CaptionGenerator", "CaptionDiscriminator", "CaptionGAN", "train_caption_gan"]
 
 
 class Generator(nn.Module):
@@ -164,3 +166,138 @@ def train_gan(gan: GAN, real: Tensor, *, steps: int = 2000, batch_size: int = 64
         trace.snapshots[steps] = gan.G(fixed_z.to(next(gan.parameters()).device)).cpu()
     trace.history = hist
     return trace
+
+
+# --------------------------------------------------------------------------------------------------
+# A GAN that draws from a caption: DCGAN layers, conditioned as GAN-CLS
+# --------------------------------------------------------------------------------------------------
+class CaptionGenerator(nn.Module):
+    """Caption-conditioned DCGAN generator (Radford et al. 2016; conditioning as Reed et al. 2016, "Generative
+    adversarial text to image synthesis", section 4): the caption vector (B, W) is compressed by a linear layer
+    and a leaky ReLU to ``cond`` numbers, joined to z (B, z_dim), and up-sampled by transposed convolutions
+    (BatchNorm, ReLU; tanh at the end) from 4 x 4 to ``side`` x ``side`` RGB in [-1, 1].
+
+    Reed et al. encode the text with a char-CNN-RNN; the course feeds a bag of words (the scenes' captions
+    are short and their word order matters less than which words occur).
+
+    Raises:
+        ValueError: ``side`` not 4 times a power of 2, or inputs that are not (B, W) and (B, z_dim).
+    """
+
+    def __init__(self, num_words: int, z_dim: int = 64, cond: int = 64, width: int = 32, side: int = 64):
+        super().__init__()
+        n_up = int(round(math.log2(side / 4)))
+        if side < 8 or 4 * 2 ** n_up != side:
+            raise ValueError(f"side must be 4 times a power of 2 (8, 16, 32, 64, ...), got {side}")
+        self.num_words, self.z_dim, self.side, self.width = num_words, z_dim, side, width
+        self.text = nn.Sequential(nn.Linear(num_words, cond), nn.LeakyReLU(0.2))
+        self.fc = nn.Linear(z_dim + cond, 4 * 4 * 8 * width)
+        layers, c = [], 8 * width
+        for _ in range(n_up - 1):
+            layers += [nn.ConvTranspose2d(c, c // 2, 4, 2, 1), nn.BatchNorm2d(c // 2), nn.ReLU()]
+            c //= 2
+        self.net = nn.Sequential(nn.BatchNorm2d(8 * width), nn.ReLU(), *layers, nn.ConvTranspose2d(c, 3, 4, 2, 1), nn.Tanh())
+
+    def forward(self, captions: Tensor, z: Tensor) -> Tensor:
+        """captions (B, W) bag of words, z (B, z_dim) -> images (B, 3, side, side) in [-1, 1]."""
+        if not isinstance(captions, Tensor) or captions.ndim != 2 or captions.shape[1] != self.num_words:
+            raise ValueError(f"captions must be (B, {self.num_words}) bags of words, got {tuple(getattr(captions, 'shape', ()))}")
+        if not isinstance(z, Tensor) or tuple(z.shape) != (captions.shape[0], self.z_dim):
+            raise ValueError(f"z must be (B, z_dim) = ({captions.shape[0]}, {self.z_dim}), got {tuple(getattr(z, 'shape', ()))}")
+        h = self.fc(torch.cat([z, self.text(captions)], 1))  # (B, 4*4*8w)
+        return self.net(h.view(-1, 8 * self.width, 4, 4))  # (B, 8w, 4, 4) -> (B, 3, side, side)
+
+
+class CaptionDiscriminator(nn.Module):
+    """GAN-CLS discriminator (Reed et al. 2016, section 4): strided convolutions (leaky ReLU; BatchNorm after the
+    first) down to 4 x 4, the compressed caption replicated over the 4 x 4 grid and concatenated, a 1 x 1
+    convolution, then one 4 x 4 convolution to a logit (B,): positive = a real image that matches its caption."""
+
+    def __init__(self, num_words: int, cond: int = 64, width: int = 32, side: int = 64):
+        super().__init__()
+        n_down = int(round(math.log2(side / 4)))
+        self.num_words, self.side = num_words, side
+        self.text = nn.Sequential(nn.Linear(num_words, cond), nn.LeakyReLU(0.2))
+        layers, c = [nn.Conv2d(3, width, 4, 2, 1), nn.LeakyReLU(0.2)], width
+        for _ in range(n_down - 1):
+            layers += [nn.Conv2d(c, 2 * c, 4, 2, 1), nn.BatchNorm2d(2 * c), nn.LeakyReLU(0.2)]
+            c *= 2
+        self.net = nn.Sequential(*layers)
+        self.joint = nn.Sequential(nn.Conv2d(c + cond, c, 1), nn.BatchNorm2d(c), nn.LeakyReLU(0.2), nn.Conv2d(c, 1, 4))
+
+    def forward(self, images: Tensor, captions: Tensor) -> Tensor:
+        """images (B, 3, side, side) in [-1, 1], captions (B, W) -> logits (B,)."""
+        if not isinstance(images, Tensor) or images.ndim != 4 or tuple(images.shape[1:]) != (3, self.side, self.side):
+            raise ValueError(f"images must be (B, 3, {self.side}, {self.side}), got {tuple(getattr(images, 'shape', ()))}")
+        h = self.net(images)  # (B, C, 4, 4)
+        t = self.text(captions)[:, :, None, None].expand(-1, -1, 4, 4)  # (B, cond) -> (B, cond, 4, 4)
+        return self.joint(torch.cat([h, t], 1)).flatten()  # (B, 1, 1, 1) -> (B,)
+
+
+class CaptionGAN(nn.Module):
+    """The pair (G, D) for captions, in one module."""
+
+    def __init__(self, num_words: int, z_dim: int = 64, cond: int = 64, width: int = 32, side: int = 64):
+        super().__init__()
+        self.G = CaptionGenerator(num_words, z_dim, cond, width, side)
+        self.D = CaptionDiscriminator(num_words, cond, width, side)
+
+    @torch.no_grad()
+    def sample(self, captions: Tensor, seed: int = 0) -> Tensor:
+        """One image per caption vector: (B, 3, side, side) in [-1, 1], from seeded noise (G in eval mode)."""
+        was = self.G.training
+        self.G.eval()
+        z = torch.randn(len(captions), self.G.z_dim, generator=torch.Generator().manual_seed(seed))
+        out = self.G(captions, z.to(captions.device))
+        self.G.train(was)
+        return out
+
+
+def train_caption_gan(gan: CaptionGAN, real: Tensor, captions: Tensor, image_of: Tensor, *, steps: int = 2000,
+                      batch_size: int = 64, lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999), seed: int = 0,
+                      progress: bool = False) -> History:
+    """GAN-CLS training (Reed et al. 2016, Algorithm 1): D learns to accept (real image, its caption) and to reject
+    both (real image, another image's caption) and (generated image, caption); G the non-saturating loss.
+
+    Args:
+        real: (I, 3, side, side) images in [-1, 1]. captions: (P, W) caption vectors. image_of: (P,) the image of
+            each caption.
+
+    Returns:
+        The History: ``loss`` (G's) and ``d_loss``.
+
+    Raises:
+        ValueError: images outside [-1, 1] or of the wrong shape, or ``image_of`` not matching the captions.
+    """
+    side = gan.G.side
+    if not isinstance(real, Tensor) or real.ndim != 4 or tuple(real.shape[1:]) != (3, side, side):
+        raise ValueError(f"real must be (I, 3, {side}, {side}) images, got {tuple(getattr(real, 'shape', ()))}")
+    if real.min() < -1 - 1e-6 or real.max() > 1 + 1e-6:
+        raise ValueError("real images must lie in [-1, 1] (the generator's tanh range)")
+    if tuple(image_of.shape) != (captions.shape[0],) or int(image_of.max()) >= len(real) or int(image_of.min()) < 0:
+        raise ValueError(f"image_of must be ({captions.shape[0]},) indices into the {len(real)} images")
+    torch.manual_seed(seed)
+    d_opt = torch.optim.Adam(gan.D.parameters(), lr=lr, betas=betas)
+    gen = torch.Generator().manual_seed(seed)
+
+    def batches(step: int):
+        rows = torch.randint(len(captions), (batch_size,), generator=gen)
+        wrong = torch.randint(len(captions), (batch_size,), generator=gen)
+        return real[image_of[rows]], captions[rows], captions[wrong], torch.randn(batch_size, gan.G.z_dim, generator=gen)
+
+    def step_fn(model: CaptionGAN, batch):
+        x, right, wrong, z = batch
+        fake = model.G(right, z)
+        s_real = model.D(x, right)
+        s_wrong = model.D(x, wrong)
+        s_fake = model.D(fake.detach(), right)
+        zeros = torch.zeros_like(s_real)
+        d_loss = F.binary_cross_entropy_with_logits(s_real, torch.ones_like(s_real)) + 0.5 * (
+            F.binary_cross_entropy_with_logits(s_wrong, zeros) + F.binary_cross_entropy_with_logits(s_fake, zeros))
+        d_opt.zero_grad(set_to_none=True)
+        d_loss.backward()
+        d_opt.step()
+        return {"loss": generator_loss(model.D(fake, right)), "d_loss": d_loss.detach()}
+
+    cfg = TrainConfig(steps=steps, lr=lr, seed=seed, progress=progress, grad_clip=None, precision="fp32")
+    return train(gan, batches, step_fn, cfg, parameters=gan.G.parameters())
