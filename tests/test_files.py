@@ -34,6 +34,8 @@ def test_every_shipped_file_matches_its_recorded_sha256():
     sums = (files.shipped_dir() / "SHA256SUMS").read_text().split("\n")
     names = [line.split()[1] for line in sums if line.strip()]
     assert sorted(names) == sorted(p.name for p in files.shipped_dir().iterdir() if p.name not in ("SHA256SUMS", "README.md"))
-    assert len(names) == 9  # the detector, four checkpoints, the captioner, the benchmarks' learning.csv, vlbert_recipe.csv and compare.csv
+    # the detector, four checkpoints, the captioner, the text-to-image generator and its GAN baseline, the benchmarks'
+    # learning.csv, vlbert_recipe.csv and compare.csv
+    assert len(names) == 11
     for name in names:
         files.check_shipped(files.shipped_dir() / name, "git checkout vlp_course/shipped/")

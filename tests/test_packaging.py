@@ -31,7 +31,8 @@ from check_resolution import NETWORK_SIGNS  # noqa: E402  (tools/check_resolutio
 
 COLAB_SET = ROOT / "tests" / "cases" / "colab_packages.txt"
 SHIPPED = ["scene_detector.safetensors", "visualbert_scenes.safetensors", "lxmert_scenes.safetensors",
-           "vilbert_scenes.safetensors", "vlbert_scenes.safetensors", "captioner_scenes.safetensors"]
+           "vilbert_scenes.safetensors", "vlbert_scenes.safetensors", "captioner_scenes.safetensors",
+           "text_to_image_scenes.safetensors", "caption_gan_scenes.safetensors"]
 # Packages Colab preinstalls that the course must never upgrade or downgrade there.
 COLAB_OWN = ["torch", "torchvision", "numpy", "ipywidgets", "matplotlib", "scipy", "pandas", "scikit-learn",
              "tqdm", "pillow", "transformers", "tokenizers", "safetensors", "scikit-image", "huggingface-hub",
@@ -75,6 +76,11 @@ for kind in ("visualbert", "lxmert", "vilbert", "vlbert"):
 from vlp_course.recipes.captioning import load_captioner
 model, _, meta = load_captioner()
 out["models"]["captioner"] = {"params": sum(p.numel() for p in model.parameters()), "tasks": sorted(json.loads(meta["final_losses"]))}
+from vlp_course.recipes.text_to_image import load_caption_gan, load_text_to_image
+model, _, meta = load_text_to_image()
+out["models"]["text_to_image"] = {"params": sum(p.numel() for p in model.parameters()), "tasks": sorted(json.loads(meta["final_losses"]))}
+gan, meta = load_caption_gan()
+out["models"]["caption_gan"] = {"params": sum(p.numel() for p in gan.G.parameters()), "tasks": sorted(json.loads(meta["final_losses"]))}
 print("RESULT " + json.dumps(out))
 """
 
@@ -118,8 +124,10 @@ def test_the_installed_wheel_loads_every_shipped_file_from_its_own_folder(tmp_pa
     assert not list((tmp_path / "cache").glob("detector-*")), "the installed copy retrained the detector"
     assert not (tmp_path / "cache" / "checkpoints").exists(), "the installed copy retrained a checkpoint"
     assert out["detector_params"] > 10_000
-    assert set(out["models"]) == {"visualbert", "lxmert", "vilbert", "vlbert", "captioner"}
-    assert all(m["params"] > 10_000 and "mlm" in m["tasks"] for m in out["models"].values()), out["models"]
+    assert set(out["models"]) == {"visualbert", "lxmert", "vilbert", "vlbert", "captioner", "text_to_image", "caption_gan"}
+    assert all(m["params"] > 10_000 for m in out["models"].values()), out["models"]
+    assert all("mlm" in out["models"][k]["tasks"] for k in ("visualbert", "lxmert", "vilbert", "vlbert", "captioner"))
+    assert out["models"]["text_to_image"]["tasks"] == ["loss"] and out["models"]["caption_gan"]["tasks"] == ["d_loss", "loss"]
 
 
 def test_shipped_dir_is_inside_the_package_and_lists_every_file():
