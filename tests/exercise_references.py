@@ -262,3 +262,36 @@ def beam_step(scores, log_probs, done):
 
 
 REFERENCES["captioning"] = {"seq2seq mask": seq2seq_mask, "beam step": beam_step}
+
+
+# ==================================================================================================
+# ---- text to image (notebook 18): MaskGIT's schedule, training mask and re-masking ----------------
+# ==================================================================================================
+
+def tokens_to_mask(num_tokens, step, iterations):
+    """:func:`vlp_course.models.text_to_image.tokens_to_mask`."""
+    from vlp_course.models.text_to_image import tokens_to_mask as f
+
+    return f(num_tokens, step, iterations)
+
+
+def training_mask(codes, ratios, order, mask_id):
+    """Hide the ceil(cos(pi/2 r) G) first tokens of each row's order (MaskGIT section 3.2), written plainly."""
+    from vlp_course.models.text_to_image import mask_schedule
+
+    B, G = codes.shape
+    n = torch.ceil(mask_schedule(ratios) * G).clamp(1, G)  # (B,)
+    hidden = torch.zeros(B, G, dtype=torch.bool)
+    for b in range(B):
+        hidden[b, order[b, :int(n[b])]] = True
+    return torch.where(hidden, mask_id, codes), torch.where(hidden, codes, -100)
+
+
+def remask(confidence, unknown, n):
+    """parallel_decode.py's cut: known tokens have confidence +inf; mask where confidence < the n-th smallest."""
+    conf = torch.where(unknown, confidence, torch.full_like(confidence, float("inf")))
+    cut = conf.sort(-1).values.gather(-1, n[:, None].long())  # (B, 1)
+    return conf < cut
+
+
+REFERENCES["text_to_image"] = {"tokens to mask": tokens_to_mask, "training mask": training_mask, "remask": remask}

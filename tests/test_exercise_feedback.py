@@ -116,7 +116,7 @@ def test_no_part_module_shadows_a_name_of_the_package():
 
     parts = {m.name for m in pkgutil.iter_modules(ex.__path__)}
     assert not parts & set(ex.__all__), f"rename the part module(s) {sorted(parts & set(ex.__all__))}"
-    assert parts >= {"vqa", "nlvr2", "comparison", "captioning"}
+    assert parts >= {"vqa", "nlvr2", "comparison", "captioning", "text_to_image"}
 
 
 def test_the_vqa_parts_accuracy_check_refuses_the_package_function():
@@ -212,6 +212,18 @@ def _beam_step_true_division(scores, log_probs, done):
     return top, flat / vocab, flat % vocab
 
 
+def _training_mask_floor_and_rank(codes, ratios, order, mask_id):
+    """floor instead of ceil, and ``order`` read as each position's rank instead of a list of positions."""
+    n = torch.floor(torch.cos(math.pi / 2 * ratios) * codes.shape[1]).long()
+    hidden = order < n[:, None]
+    return torch.where(hidden, mask_id, codes), torch.where(hidden, codes, -100)
+
+
+def _remask_known_too(confidence, unknown, n):
+    """Forgets that known tokens are never masked again (their confidence is +inf in the original)."""
+    return confidence < confidence.sort(-1).values.gather(-1, n[:, None])
+
+
 WRONG = [
     ("pretraining", "check_region_masking_801010", lambda *a, **k: (_masking(*a, **k)[0], _masking(*a, **k)[1][..., None]),
      f"{CASE1}: output #2 has shape (1, 4, 1), expected (1, 4)"),
@@ -286,6 +298,17 @@ WRONG = [
     ("captioning", "check_beam_step", _beam_step_true_division,
      "beam step, case 'K = 2, nothing finished': parent and token must be integer tensors (use // and %, not /): "
      "they are indices"),
+    ("text_to_image", "check_tokens_to_mask", lambda G, t, T: math.floor(G * math.cos(math.pi / 2 * t / T)),  # t, not t + 1
+     "tokens to mask, case 'G = 256, step 0 of 8': the output is 256, expected 251"),
+    ("text_to_image", "check_tokens_to_mask", lambda G, t, T: G * math.cos(math.pi / 2 * (t + 1) / T),  # not floored
+     "tokens to mask, case 'G = 256, step 0 of 8': a number of tokens is a whole number, got 251.081031783227 "
+     "(use math.floor)"),
+    ("text_to_image", "check_training_mask", _training_mask_floor_and_rank,
+     "training mask, case 'B = 2, r = 0.5 and 0.9': output #1: 8 of 32 values differ; first at index (0, 1): yours 7, "
+     "expected 4"),
+    ("text_to_image", "check_remask", _remask_known_too,
+     "remask, case 'B = 2, G = 8, half known': the output: 4 of 16 values differ; first at index (0, 0): yours False, "
+     "expected True"),
     ("vqa", "check_vqa_losses", lambda z, t: 0.0,
      "VQA losses (BCE, KL), case 'one question, 3 answers': your function returned a float; expected a tuple (bce, kl) "
      "of two numbers"),

@@ -32,7 +32,7 @@ from exercise_references import REFERENCES  # noqa: E402
 
 from vlp_course.exercises import ANSWERS_DIR, encode  # noqa: E402
 
-PARTS = ["text", "vision", "scenes", "pretraining", "visualbert", "lxmert", "vilbert", "vlbert", "vqa", "nlvr2", "comparison", "captioning"]
+PARTS = ["text", "vision", "scenes", "pretraining", "visualbert", "lxmert", "vilbert", "vlbert", "vqa", "nlvr2", "comparison", "captioning", "text_to_image"]
 
 
 def compute(part: str) -> dict:

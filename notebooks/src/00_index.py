@@ -42,6 +42,7 @@
 # 15. [Visual reasoning: is the statement true of these two images?](15_visual_reasoning.ipynb)
 # 16. [Single stream or two streams? The four models head to head](16_comparison.ipynb)
 # 17. [Image captioning: the same encoder, another mask](17_captioning.ipynb)
+# 18. [Text to image: drawing a scene from its caption](18_text_to_image.ipynb)
 #
 # Notebook 14 looks at VQA itself: how the originals build the answer vocabulary and their targets,
 # which loss each uses, how the official metric scores an answer, and where a model goes wrong.
@@ -49,6 +50,8 @@
 # model's own way of reading a pair. Notebook 16 compares the four models' size, speed and accuracy.
 # Notebook 17 turns the pretrained VisualBERT into a captioner by changing its attention mask, and
 # scores its captions with the standard metrics and with a check of whether each caption is true.
+# Notebook 18 goes the other way: images become grids of tokens, a MaskGIT-style transformer fills
+# them in from a caption, and the course's detector reads the drawings back to check the caption.
 
 # %% [markdown]
 # ### The path, as a picture
@@ -71,6 +74,7 @@ STEPS = [
     (12, "ViLBERT", 6.6, 1.3, "#e6dcf5"), (13, "VL-BERT", 6.6, 0.3, "#e6dcf5"),
     (14, "VQA as\na task", 10.6, 3.0, "#fff2b3"), (15, "visual\nreasoning", 10.6, 1.8, "#fff2b3"),
     (16, "the four\ncompared", 10.6, 0.6, "#fff2b3"), (17, "captioning", 10.6, -0.6, "#fff2b3"),
+    (18, "text to\nimage", 10.6, -1.8, "#fff2b3"),
 ]
 TASKS = {  # each model's pretraining tasks in its notebook, then the downstream task they are fine-tuned for
     10: "MLM + image-text matching → VQA",
@@ -79,7 +83,7 @@ TASKS = {  # each model's pretraining tasks in its notebook, then the downstream
     13: "MLM + masked RoI classification\n(no matching task) → VQA",
 }
 EDGES = [(1, 2), (2, 3), (4, 5), (5, 6), (3, 8), (6, 8), (8, 9), (9, 10), (9, 11), (9, 12), (9, 13), (6, 7)]
-DOWNSTREAM = [14, 15, 16, 17]  # each reads all four model notebooks (lines drawn from the models' column)
+DOWNSTREAM = [14, 15, 16, 17, 18]  # each reads all four model notebooks (lines drawn from the models' column)
 W, H = 1.0, 0.7  # box size
 where = {n: (x, y) for n, _, x, y, _ in STEPS}
 
@@ -92,7 +96,7 @@ def edge_point(a, b):
     return xa + t * dx, ya + t * dy
 
 
-fig, ax = plt.subplots(figsize=(13, 5))
+fig, ax = plt.subplots(figsize=(13, 6))
 for a, b in EDGES:
     ax.annotate("", xy=edge_point(b, a), xytext=edge_point(a, b), arrowprops=dict(
         arrowstyle="-|>", color="#555555", shrinkA=0, shrinkB=0, linestyle="--" if b == 7 else "-"))
@@ -101,14 +105,14 @@ for n, label, x, y, colour in STEPS:
     ax.text(x, y, f"{n}\n{label}", ha="center", va="center", fontsize=8.5)
 for n, tasks in TASKS.items():
     ax.text(where[n][0] + 0.6, where[n][1], tasks, ha="left", va="center", fontsize=8.5)
-ax.plot([9.45, 9.45], [-0.6, 3.0], color="#555555", lw=1)
+ax.plot([9.45, 9.45], [-1.8, 3.0], color="#555555", lw=1)
 for n in DOWNSTREAM:
     ax.annotate("", xy=(where[n][0] - W / 2, where[n][1]), xytext=(9.45, where[n][1]),
                 arrowprops=dict(arrowstyle="-|>", color="#555555", shrinkA=0, shrinkB=0))
 for x, part in [(1.25, "part 1 · text (top), part 2 · images (bottom)"), (4.4, "part 3 · together"),
                 (6.6, "part 4 · the models"), (10.6, "part 5 · tasks")]:
     ax.text(x, 3.95, part, ha="center", fontsize=9, style="italic")
-ax.set(xlim=(-0.6, 11.3), ylim=(-1.05, 4.1))
+ax.set(xlim=(-0.6, 11.3), ylim=(-2.25, 4.1))
 ax.axis("off")
 plt.show()
 
@@ -136,18 +140,20 @@ plt.show()
 #
 # | notebook | seconds | notebook | seconds |
 # |---|---:|---|---:|
-# | 00 index | 3 | 09 pretraining tasks | 23 |
-# | 01 one-hot, bag of words | 4 | 10 VisualBERT | 25 |
-# | 02 word embeddings | 12 | 11 LXMERT | 26 |
-# | 03 sequence representations | 10 | 12 ViLBERT | 32 |
-# | 04 LeNet-5 | 9 | 13 VL-BERT | 38 |
-# | 05 AlexNet, VGG, GoogLeNet | 12 | 14 VQA as a task | 16 |
-# | 06 ResNet | 13 | 15 visual reasoning | 19 |
-# | 07 GANs | 10 | 16 the four compared | 19 |
-# | 08 three key problems | 5 | 17 captioning | 32 |
+# | 00 index | 3 | 10 VisualBERT | 28 |
+# | 01 one-hot, bag of words | 5 | 11 LXMERT | 27 |
+# | 02 word embeddings | 12 | 12 ViLBERT | 35 |
+# | 03 sequence representations | 11 | 13 VL-BERT | 36 |
+# | 04 LeNet-5 | 12 | 14 VQA as a task | 12 |
+# | 05 AlexNet, VGG, GoogLeNet | 13 | 15 visual reasoning | 19 |
+# | 06 ResNet | 16 | 16 the four compared | 19 |
+# | 07 GANs | 13 | 17 captioning | 32 |
+# | 08 three key problems | 8 | 18 text to image | 34 |
+# | 09 pretraining tasks | 29 | | |
 #
-# All 18 took 307 s (about 5 minutes) in one run. The four model notebooks take longest: each
-# fine-tunes its model twice, with and without the image, to measure what the image adds.
+# All 19 took 365 s (about 6 minutes) in one run. The four model notebooks and the two that generate take
+# longest: each model notebook fine-tunes its model twice, with and without the image, to measure what the
+# image adds, and the generation notebooks decode hundreds of captions or images.
 #
 # **What a GPU changes.** The default sizes are what CI runs on those 2 CPU cores, so every claim is
 # checked at that size. On a GPU (a Colab GPU runtime, for instance) the same cells run unchanged and
