@@ -281,10 +281,15 @@ assert own - other > 0.03 and own > results["GAN baseline (shipped)"][0], "some 
 # drawing far more often than a random caption's are. It has not learned *shapes*: most of its objects
 # are blobs of the right colour, so captions that name a shape, a count or a relation are rarely true, and
 # the whole-caption share stays far below the real images' and below the 70% this course aimed at. The GAN,
-# trained as long, draws coloured smudges that the eyes read as almost nothing. Three thousand steps of a
-# 0.5-million-parameter model (35 minutes on one CPU core) are enough for colour and position, not for
-# shape; MaskGIT itself was trained for 2 million steps of a 24-layer model. On a GPU, `CFG` and the
-# recipe's `steps` are where to start.
+# trained as long, draws coloured smudges: some of its colours land, almost no whole caption does.
+#
+# Two things hold the generator back. Three thousand steps of a 0.5-million-parameter model (35 minutes on
+# one CPU core) are enough for colour and position, not for shape; MaskGIT itself was trained for 2 million
+# steps of a 24-layer model. And the tokenizer caps it: section 1's rebuilt images, a perfect generator
+# of these codes, make fewer captions true than the real ones. On the flat background most patches are
+# identical, and k-means fitted on every patch spends its codes badly (fitted on the distinct patches
+# instead, the rebuilt images do almost as well as the real ones: `benchmarks/results/text_to_image.md`).
+# On a GPU, `CFG` and the recipe's `steps` are where to start.
 
 # %%
 def show_row(k=0):
