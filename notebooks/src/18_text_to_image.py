@@ -48,7 +48,7 @@ SECONDS = {}
 CFG = dict(
     live_steps=40, live_batch=16, seed=0,  # the live run (the shipped generator had 3,000 steps of batch 32)
     n_eval=100,  # held-out images; each gives one of its five captions, in turn, to draw and judge
-    iterations=8,  # MaskGIT's decoding steps (paper, section 4)
+    iterations=8,  # MaskGIT's decoding steps for 256 x 256 images (the paper's Table 1)
     guidance=2.0,  # classifier-free guidance scale (Muse); 0 turns it off
     target=0.70,  # the target for the shipped generator: the whole caption true this often
     grid=6,

@@ -2,7 +2,7 @@
 
 Each check runs the learner's function on seeded inputs and compares it with the stored outputs of
 the course's reference (``answers/text_to_image.json``). Source: Chang et al. 2022, "MaskGIT: Masked
-Generative Image Transformer", section 3.2 (training mask, iterative decoding) and 3.3 (the cosine
+Generative Image Transformer", sections 3.1 (the training mask), 3.2 (iterative decoding) and 3.3 (the cosine
 schedule); google-research/maskgit ``libml/mask_schedule.py`` and ``libml/parallel_decode.py``.
 """
 

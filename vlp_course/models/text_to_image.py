@@ -2,7 +2,7 @@
 
 An image is a grid of G discrete tokens (:class:`vlp_course.vision.image_tokens.PatchTokenizer`).
 MaskGIT trains a *bidirectional* transformer, BERT's masked LM on image tokens: hide a random share
-of the tokens behind [MASK] and predict them from the rest (section 3.2). To draw an image it starts
+of the tokens behind [MASK] and predict them from the rest (section 3.1). To draw an image it starts
 from all [MASK] and fills the grid in a few parallel steps, keeping the most confident predictions
 each time and masking the others again (section 3.2, "iterative decoding").
 
@@ -20,7 +20,7 @@ token sees every other (the padding is keyed out). The rest follows the original
 * the output layer is BERT's masked-LM head with the embedding table as its weights (``MlmLayer``:
   dense, GELU, LayerNorm, product with the tied table plus a bias), scores cut to the K image codes
   (``inference.py``: ``logits[..., :codebook_size]``);
-* training masks ``ceil(cos(pi/2 r) G)`` random tokens, r ~ U[0, 1) (paper section 3.2 and
+* training masks ``ceil(cos(pi/2 r) G)`` random tokens, r ~ U[0, 1) (paper sections 3.1 and 3.3, and
   ``libml/mask_schedule.py``), cross-entropy on the masked tokens with label smoothing 0.1
   (``configs/maskgit_class_cond_config.py``; the training loop itself was not released);
 * decoding is ``libml/parallel_decode.py``: :func:`decoding_step` and :func:`generate`.
@@ -282,7 +282,8 @@ def generate(model: MaskGIT, input_ids: Tensor, attention_mask: Tensor, *, itera
              temperature: float = 1.0, return_steps: bool = False):
     """Draw (B, G) codes for B captions: all [MASK], then ``iterations`` :func:`decoding_step` s.
 
-    MaskGIT's defaults: 8 steps (paper section 4.2) and choice temperature 4.5 (``maskgit_class_cond_config.py``).
+    MaskGIT's settings: 8 steps (the paper's Table 1, ImageNet 256 x 256; the released ``inference.py`` defaults to 16)
+    and choice temperature 4.5 (``maskgit_class_cond_config.py``).
     ``guidance_scale`` w > 0 adds Muse's classifier-free guidance (Chang et al. 2023, section 2.7; not in
     MaskGIT): scores ``(1 + w) · cond - w · uncond``, uncond from ``empty_caption`` ((1, T) ids and keep mask of
     ``[CLS] [SEP]``), for a model trained with some captions dropped.

@@ -3,7 +3,7 @@
 A text-to-image transformer writes an image the way a language model writes a sentence: one token
 at a time, or (MaskGIT) many at a time. For that an image must first become a short sequence of
 tokens from a fixed vocabulary, and a token sequence must turn back into pixels. MaskGIT (Chang et
-al. 2022, section 3.1) uses a VQGAN tokenizer trained for days; the course's scenes are flat colours
+al. 2022, section 3, its first stage) uses a VQGAN tokenizer trained for days; the course's scenes are flat colours
 on a dark background, and k-means over P x P patches (scikit-learn's ``MiniBatchKMeans``) does the
 job in seconds: each patch becomes the index of its nearest centre (a *code*), and decoding pastes
 each code's centre back in its place.
