@@ -36,8 +36,7 @@ import numpy as np
 import torch
 
 from vlp_course.data.detector import load_detector
-from vlp_course.data.captions import caption_is_true
-from vlp_course.data.scene_reader import captions_seen_true, colours_seen, read_scene
+from vlp_course.data.scene_reader import captions_seen_true, captions_true, colours_seen, read_scene
 from vlp_course.models.text_to_image import MaskGIT
 from vlp_course.recipes.text_to_image import (GANRecipe, TextToImageRecipe, draw, draw_with_gan, load_caption_gan,
                                               load_text_to_image, text_to_image_data, train_gan_baseline,
@@ -136,8 +135,7 @@ def main(argv=None) -> int:
 
         def judge(name, seed, images, secs):
             read = [read_scene(im, det) for im in images]
-            own = np.mean([caption_is_true(sc, c) is True for sc, c in zip(read, caps)])
-            other = np.mean([caption_is_true(sc, c) is True for sc, c in zip(read, caps[1:] + caps[:1])])
+            own, other = captions_true(read, caps)
             col, col_other = colours_seen(read, caps)
             emit(f"| {name} | {seed} | {own:.1%} | {other:.1%} | {col:.1%} | {col_other:.1%} | {secs:.1f} |")
 

@@ -31,7 +31,7 @@ import torch
 
 from vlp_course.data.captions import caption_is_true
 from vlp_course.data.detector import load_detector
-from vlp_course.data.scene_reader import captions_seen_true, colours_seen, read_scene
+from vlp_course.data.scene_reader import captions_seen_true, captions_true, colours_seen, read_scene
 from vlp_course.models.text_to_image import MaskGIT, generate, mask_image_tokens, tokens_to_mask
 from vlp_course.recipes.text_to_image import (TextToImageRecipe, draw, draw_with_gan, encode_captions,
                                               load_caption_gan, load_text_to_image, train_generator)
@@ -263,9 +263,7 @@ results = {}
 for name, images in (("MaskGIT (shipped)", drawn), ("GAN baseline (shipped)", gan_drawn),
                      ("real images (ceiling)", data.images[held_out])):
     read = [read_scene(im, detector) for im in images]
-    whole = (np.mean([caption_is_true(sc, c) is True for sc, c in zip(read, captions)]),
-             np.mean([caption_is_true(sc, c) is True for sc, c in zip(read, captions[1:] + captions[:1])]))
-    results[name] = whole + colours_seen(read, captions)
+    results[name] = captions_true(read, captions) + colours_seen(read, captions)
 print(f"{'':26s}{'whole caption true':>20s}{'control':>9s}{'colours right':>15s}{'control':>9s}")
 for name, (own, other, col, col_other) in results.items():
     print(f"{name:26s}{own:20.0%}{other:9.0%}{col:15.0%}{col_other:9.0%}")

@@ -25,7 +25,7 @@ from vlp_course.data.detector import SceneDetector, extract_regions
 from vlp_course.data.scenes import COLOR_RGB, COLORS, SHAPES, SIZE_FRACTION, Scene, SceneObject
 from vlp_course.text.vocab import tokenize
 
-__all__ = ["read_scene", "captions_seen_true", "colours_seen", "PALETTE"]
+__all__ = ["read_scene", "captions_true", "captions_seen_true", "colours_seen", "PALETTE"]
 
 #: (7, 3) float32 RGB of the scenes' colours, in :data:`COLORS` order.
 PALETTE = np.array([COLOR_RGB[c] for c in COLORS], dtype=np.float32)
@@ -77,6 +77,24 @@ def read_scene(image, detector: SceneDetector, *, max_distance: float = 70.0, mi
     return Scene(img, objects)
 
 
+def captions_true(scenes, captions, *, control_shift: int = 1) -> tuple[float, float]:
+    """The share of scenes that make their caption true, and the same with each scene given the caption
+    ``control_shift`` rows further on (the control: a caption written for another image).
+
+    Raises:
+        ValueError: ``len(captions) != N``, fewer than 2 scenes, or a shift that is a multiple of N.
+    """
+    scenes, captions = list(scenes), list(captions)
+    if len(captions) != len(scenes):
+        raise ValueError(f"need N scenes and N captions, got {len(scenes)} scenes and {len(captions)} captions")
+    if len(scenes) < 2 or control_shift % len(scenes) == 0:
+        raise ValueError("the control needs at least 2 images and a shift that is not a multiple of N")
+    shifted = captions[control_shift:] + captions[:control_shift]
+    own = np.mean([caption_is_true(s, c) is True for s, c in zip(scenes, captions)])
+    other = np.mean([caption_is_true(s, c) is True for s, c in zip(scenes, shifted)])
+    return float(own), float(other)
+
+
 def captions_seen_true(images, captions, detector: SceneDetector, *, control_shift: int = 1) -> tuple[float, float]:
     """The share of images whose scene, as read, makes their caption true; and the same with each image given the
     caption ``control_shift`` rows further on (the control: a caption written for another image).
@@ -93,11 +111,7 @@ def captions_seen_true(images, captions, detector: SceneDetector, *, control_shi
         raise ValueError(f"need (N, S, S, 3) images and N captions, got {imgs.shape} and {len(captions)} captions")
     if len(imgs) < 2 or control_shift % len(imgs) == 0:
         raise ValueError("the control needs at least 2 images and a shift that is not a multiple of N")
-    scenes = [read_scene(im, detector) for im in imgs]
-    own = np.mean([caption_is_true(s, c) is True for s, c in zip(scenes, captions)])
-    shifted = captions[control_shift:] + captions[:control_shift]
-    other = np.mean([caption_is_true(s, c) is True for s, c in zip(scenes, shifted)])
-    return float(own), float(other)
+    return captions_true([read_scene(im, detector) for im in imgs], captions, control_shift=control_shift)
 
 
 def colours_seen(scenes, captions, *, control_shift: int = 1) -> tuple[float, float]:

@@ -42,7 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vlp_course.models.blocks import Encoder, LMPredictionHead, TextEmbeddings, TransformerConfig, check_ids
+from vlp_course.models.blocks import (Encoder, LMPredictionHead, TextEmbeddings, TransformerConfig, check_ids,
+                                      check_keep_mask, check_labels)
 from vlp_course.pretraining.losses import IGNORE_INDEX
 
 __all__ = ["TextToImageConfig", "MaskGIT", "mask_schedule", "mask_image_tokens", "tokens_to_mask",
@@ -136,13 +137,15 @@ class MaskGIT(nn.Module):
         B, T = input_ids.shape
         if T > cfg.max_text_length:
             raise ValueError(f"captions have at most {cfg.max_text_length} tokens, got T = {T}")
-        for name, t in (("input_ids", input_ids), ("image_tokens", image_tokens), ("labels", labels)):
+        for name, t in (("input_ids", input_ids), ("image_tokens", image_tokens)):
             if isinstance(t, Tensor) and (t.dtype.is_floating_point or t.dtype == torch.bool):
                 raise ValueError(f"{name} must be an integer tensor, got {t.dtype}")
         check_ids(input_ids, (B, T), cfg.num_words, "input_ids")
         check_ids(image_tokens, (B, G), K + 1, "image_tokens (codes in [0, K), K = [MASK])")
-        if not isinstance(attention_mask, Tensor) or tuple(attention_mask.shape) != (B, T):
-            raise ValueError(f"attention_mask must be (B, T) = ({B}, {T}), got {tuple(getattr(attention_mask, 'shape', ()))}")
+        if attention_mask is None:
+            raise ValueError(f"attention_mask must have shape ({B}, {T}) (1 = real token, 0 = padding), got None")
+        check_keep_mask(attention_mask, (B, T), "attention_mask")
+        check_labels(labels, (B, G), "labels")
         if labels is not None:
             check_ids(torch.where(labels == IGNORE_INDEX, 0, labels), (B, G), K, "labels (codes, -100 = no target)")
 
@@ -162,9 +165,9 @@ class MaskGIT(nn.Module):
             pos = torch.cat([emb.position_embeddings.weight[:T], grid], 0)  # (T + G, D)
             x = emb.dropout(emb.LayerNorm(emb.word_embeddings(ids) + pos + emb.token_type_embeddings.weight[0]))
         h = self.encoder(x, keep).last_hidden_state[:, T:]  # (B, G, D): the image positions
-        if labels is None:
-            return self.predictions(h)[..., :K], None  # (B, G, K)
         logits = self.predictions(h)[..., :K]  # (B, G, K)
+        if labels is None:
+            return logits, None
         loss = F.cross_entropy(logits.reshape(-1, K), labels.reshape(-1), ignore_index=IGNORE_INDEX,
                                label_smoothing=cfg.label_smoothing)
         return logits, loss
@@ -265,7 +268,7 @@ def decoding_step(tokens: Tensor, logits: Tensor, step: int, iterations: int, un
     mask_len = torch.floor(unknown_at_start.to(probs) * float(mask_schedule(ratio)))[:, None]  # (B, 1)
     mask_len = torch.maximum(torch.ones_like(mask_len),
                              torch.minimum(unknown.sum(-1, keepdim=True).to(probs) - 1, mask_len))  # (B, 1)
-    selected = probs.gather(-1, sampled.clamp(max=K - 1)[..., None]).squeeze(-1)  # (B, G) p of each sampled code
+    selected = probs.gather(-1, sampled[..., None]).squeeze(-1)  # (B, G) p of each sampled code
     selected = torch.where(unknown, selected, torch.full_like(selected, math.inf))
     u = torch.rand(B, G, generator=generator, device=probs.device).clamp(1e-20, 1 - 1e-7)
     gumbel = -torch.log(-torch.log(u))  # (B, G)

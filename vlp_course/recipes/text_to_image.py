@@ -120,6 +120,15 @@ class TextToImageData:
         return list(range(self.n_train, stop))
 
 
+def _known_words(vocab, caption: str, row: int) -> list[str]:
+    """The caption's words; a ValueError naming the words the scenes' vocabulary lacks (the generator knows no other)."""
+    words = tokenize(caption)
+    unknown = [w for w in words if w not in vocab.stoi]
+    if unknown:
+        raise ValueError(f"caption {row} ({caption!r}) has words the scenes' vocabulary lacks: {unknown}")
+    return words
+
+
 def encode_captions(vocab, captions, max_text_length: int = 32) -> tuple[Tensor, Tensor]:
     """``[CLS] words [SEP] [PAD] …`` ids and the keep mask for each caption: (N, T), (N, T), T = ``max_text_length``.
 
@@ -129,10 +138,7 @@ def encode_captions(vocab, captions, max_text_length: int = 32) -> tuple[Tensor,
     """
     ids = torch.full((len(captions), max_text_length), vocab.stoi[PAD], dtype=torch.long)
     for r, c in enumerate(captions):
-        words = tokenize(c)
-        unknown = [w for w in words if w not in vocab.stoi]
-        if unknown:
-            raise ValueError(f"caption {r} ({c!r}) has words the scenes' vocabulary lacks: {unknown}")
+        words = _known_words(vocab, c, r)
         if len(words) > max_text_length - 2:
             raise ValueError(f"caption {r} has {len(words)} words; at most {max_text_length - 2} fit")
         row = [vocab.stoi[CLS]] + [vocab.stoi[w] for w in words] + [vocab.stoi[SEP]]
@@ -284,11 +290,7 @@ def bag_of_words(vocab, captions) -> Tensor:
     """
     out = torch.zeros(len(captions), len(vocab))
     for r, c in enumerate(captions):
-        words = tokenize(c)
-        unknown = [w for w in words if w not in vocab.stoi]
-        if unknown:
-            raise ValueError(f"caption {r} ({c!r}) has words the scenes' vocabulary lacks: {unknown}")
-        out[r, [vocab.stoi[w] for w in words]] = 1.0
+        out[r, [vocab.stoi[w] for w in _known_words(vocab, c, r)]] = 1.0
     return out
 
 
